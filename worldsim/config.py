@@ -207,6 +207,10 @@ def _convert(tp: Any, value: Any, file: Any, path: str, field: dataclasses.Field
         }
     if tp is Any:
         return value
+    if tp in (dict, list):  # free-form data (provenance, metrics): only the container type is checked
+        if not isinstance(value, tp):
+            raise ConfigError(file, path, "wrong type", value, "a mapping" if tp is dict else "a list")
+        return value
     return _convert_scalar(tp, value, file, path, field)
 
 

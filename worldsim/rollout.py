@@ -1,0 +1,32 @@
+"""`step_frame`: the one autoregressive step, shared by play, headless recording, evaluation and training.
+
+Inputs: the recycled previous latent (at frame 0 the real first frame), this frame's condition and fresh noise.
+Output: the next latent. The generator's K/V for this frame are appended to the cache by the (last) evaluation.
+With `steps=1` (the AAPT generator) this is exactly one network evaluation at t = 1.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from worldsim.diffusion.flow import sampler_times
+from worldsim.models.generator import Generator
+from worldsim.models.kv_cache import KVCache
+
+
+def step_frame(generator: Generator, cache: KVCache, recycled: torch.Tensor, frame_cond: torch.Tensor | None,
+               token_cond: torch.Tensor | None, noise: torch.Tensor, steps: int = 1, shift: float = 1.0,
+               aug: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, C, h, w) recycled latent + condition + noise -> next latent (B, C, h, w)."""
+    batch = recycled.shape[0]
+    aug = recycled.new_zeros(batch) if aug is None else aug
+    if steps == 1:  # the hot path of play: one evaluation, x0 = noise - v
+        t = recycled.new_ones(batch)
+        return noise - generator.step(noise, recycled, token_cond, frame_cond, t, aug, cache)
+    times = sampler_times(steps, shift).tolist()
+    x = noise
+    for i in range(steps):  # Euler from t = 1 to 0; the last evaluation's K/V stay in the cache
+        t = recycled.new_full((batch,), times[i])
+        v = generator.step(x, recycled, token_cond, frame_cond, t, aug, cache, advance=i == steps - 1)
+        x = x + (times[i + 1] - times[i]) * v
+    return x
