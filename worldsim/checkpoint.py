@@ -165,9 +165,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
 def save_checkpoint(path: str | Path, config: CheckpointConfig, generator: torch.nn.Module, vae: torch.nn.Module,
                     start_frames: torch.Tensor | None = None, extra: dict[str, dict[str, torch.Tensor]] | None = None,
-                    dtype: torch.dtype | None = None, card: str | None = None) -> Path:
+                    dtype: torch.dtype | None = None, card: str | None = None,
+                    files: dict[str, str] | None = None) -> Path:
     """Write a checkpoint directory atomically (a new directory renamed into place). `dtype` halves the size for
-    shipping (fp16/bf16); `extra` holds further weight files (optimizer-free training state, discriminator...)."""
+    shipping (fp16/bf16); `extra` holds further weight files (training state, discriminator...) and `files` further
+    text files (e.g. trainer.json), all swapped in together."""
     path = Path(path)
     _check_config(config, None)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,6 +187,8 @@ def save_checkpoint(path: str | Path, config: CheckpointConfig, generator: torch
                       str(tmp / "start_frames.safetensors"))
         for stem, tensors in (extra or {}).items():
             save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp / f"{stem}.safetensors"))
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text)
         (tmp / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
         (tmp / "README.md").write_text(card if card is not None else default_card(config))
         for file in tmp.iterdir():

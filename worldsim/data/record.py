@@ -1,0 +1,121 @@
+"""The recording loop: an engine, a policy and the episode storage, with the alignment storage.py documents.
+
+    frame, pose = env.reset(seed)            -> stored as frame 0 with the no-op action
+    repeat: action = policy.act(frame, pose)
+            frame, pose, info = env.step(action)
+            stored: (frame, info.action, pose)  -> the action that produced this frame sits beside it
+
+Episodes are seeded from (dataset seed, episode id), so the same seed records byte-identical arrays, and appending
+to a dataset continues with fresh episodes instead of repeating old ones. The index is saved after every episode:
+an interrupted recording keeps every finished episode and leaves no half-written one behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+import worldsim
+from worldsim.data.env import Env
+from worldsim.data.policies import Policy, StopRecording
+from worldsim.data.storage import (DEFAULT_CHUNK_FRAMES, ChunkWriter, DatasetIndex, EpisodeWriter, assign_splits)
+from worldsim.errors import WorldsimError
+
+COMPATIBLE_KEYS = ("engine", "resolution", "frame_skip", "encoding")  # what every episode of a dataset shares
+PROGRESS_EVERY = 64  # frames between progress-bar updates (a tqdm call per frame costs more than the frame copy)
+
+
+def dataset_info(env: Env) -> dict[str, Any]:
+    """Dataset-wide facts that every episode must share (checked when appending)."""
+    scheme = env.scheme
+    return {
+        "engine": env.metadata()["engine"],
+        "resolution": list(env.resolution),
+        "frame_skip": env.frame_skip,
+        "scheme": scheme.name,
+        "encoding": scheme.encoding_dict(),
+        "controls": list(scheme.control_names),
+        "worldsim_version": worldsim.__version__,
+    }
+
+
+def episode_seed(dataset_seed: int, episode_id: int) -> int:
+    return int(np.random.SeedSequence([dataset_seed, episode_id]).generate_state(1)[0])
+
+
+def open_dataset(out: str | Path, info: dict[str, Any], append: bool) -> DatasetIndex:
+    """A new dataset in an empty/new folder, or (append) the existing one if it records the same kind of data."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise WorldsimError(f"--out {out} is a file, not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not append:
+            raise WorldsimError(f"{out} already exists and is not empty; pass --append to add episodes to it, "
+                                f"or choose another --out (existing data is never overwritten)")
+        index = DatasetIndex.load(out)
+        diffs = [f"{k}: dataset has {index.info.get(k)!r}, this recording has {info[k]!r}"
+                 for k in COMPATIBLE_KEYS if index.info.get(k) != info[k]]
+        if diffs:
+            raise WorldsimError(f"cannot append to {out}: {'; '.join(diffs)}")
+        return index
+    out.mkdir(parents=True, exist_ok=True)
+    index = DatasetIndex(out, info)
+    index.save()
+    return index
+
+
+def record(env: Env, policy: Policy, out: str | Path, *, episodes: int, steps: int, seed: int,
+           val_fraction: float = 0.1, append: bool = False, chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+           progress: bool = True, background_writes: bool = True) -> DatasetIndex:
+    """Record `episodes` episodes of up to `steps` steps (steps + 1 frames; fewer if the episode ends) into `out`."""
+    if episodes < 1 or steps < 1:
+        raise WorldsimError(f"--episodes and --steps must be at least 1, got {episodes} and {steps}")
+    index = open_dataset(out, dataset_info(env), append)
+    first = index.next_episode_id()
+    ids = list(range(first, first + episodes))
+    splits = assign_splits(ids, val_fraction, seed)
+    scheme = env.scheme
+    no_op = np.zeros(len(scheme.control_names), dtype=np.float32)
+    width, height = env.resolution
+    shared = {**env.metadata(), "scheme": scheme.name, "encoding": scheme.encoding_dict(),
+              "policy": policy.metadata(), "dataset_seed": seed, "worldsim_version": worldsim.__version__}
+
+    with ChunkWriter(background=background_writes) as chunks, \
+            tqdm(total=episodes * (steps + 1), unit="frame", disable=not progress, desc="record") as bar:
+        for episode_id in ids:
+            ep_seed = episode_seed(seed, episode_id)
+            writer = EpisodeWriter(index.root, episode_id, ep_seed, {**shared, "seed": ep_seed, "steps": steps},
+                                   (height, width, 3), len(no_op), scheme.encoding.frame_vectors, chunks,
+                                   chunk_frames)
+            stop = False
+            try:
+                frame, pose = env.reset(ep_seed)
+                policy.reset(ep_seed)
+                writer.append(frame, no_op, pose)
+                for _ in range(steps):
+                    try:
+                        action = policy.act(frame, pose)
+                    except StopRecording:
+                        stop = True
+                        break
+                    frame, pose, info = env.step(action)
+                    if info.done:  # the engine ended the episode during this step: there is no new frame
+                        break
+                    writer.append(frame, info.action, pose)
+                    if writer.frames % PROGRESS_EVERY == 0:
+                        bar.update(PROGRESS_EVERY)
+            except BaseException:
+                writer.abort()
+                raise
+            bar.update(writer.frames % PROGRESS_EVERY)
+            if writer.frames >= 2:  # a single frame has no transition to learn from
+                index.episodes.append(writer.finish(splits[episode_id]))
+                index.save()
+            else:
+                writer.abort()
+            if stop:
+                break
+    return index

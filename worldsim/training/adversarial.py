@@ -1,0 +1,134 @@
+"""Stage 3, adversarial post-training with student forcing (AAPT section 3.3), and its teacher-forcing ablation.
+
+Roles: the generator (from stage 2) rolls out exactly as at play time, through `step_frame` and a differentiable KV
+cache, from one real first frame; its recycled input is detached, so gradients reach earlier frames only through
+the cache. The discriminator (from stage 1 weights) is the same block-causal backbone with the judged frames in
+place of the noise channels (noised at a random t), the previous frames as the recycled input and the conditions
+that produced each frame, and a small head giving one logit per frame.
+
+Losses: relativistic pairing, L = f(D(fake) - D(real)) with f_G(x) = -log(1 + e^-x), f_D(x) = -log(1 + e^x),
+and the approximated R1/R2 penalties lambda * ||D(x) - D(x + sigma * noise)||^2 on real and fake inputs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from worldsim.diffusion.flow import add_noise
+from worldsim.models.generator import Generator
+from worldsim.models.kv_cache import KVCache
+from worldsim.rollout import step_frame
+from worldsim.training.clips import Clip
+
+
+class Discriminator(nn.Module):
+    """Block-causal backbone + per-frame head: frames (B, F, C, h, w) -> logits (B, F)."""
+
+    def __init__(self, backbone: Generator):
+        super().__init__()
+        self.backbone = backbone
+        dim = backbone.config.dim
+        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, 1))
+
+    def forward(self, frames: torch.Tensor, previous: torch.Tensor, frame_cond: torch.Tensor | None,
+                token_cond: torch.Tensor | None, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        B, Fr = frames.shape[:2]
+        noisy = add_noise(frames, noise, t)
+        features = self.backbone(noisy, previous, token_cond, frame_cond, t, frames.new_zeros(B, Fr),
+                                 return_features=True)  # (B, F, T, D)
+        return self.head(features.mean(2)).squeeze(-1)
+
+
+def generator_loss(d_fake: torch.Tensor, d_real: torch.Tensor) -> torch.Tensor:
+    """-f_G(D(fake) - D(real)) = softplus(D(real) - D(fake)): the generator wants fakes scored above reals."""
+    return F.softplus(d_real - d_fake).mean()
+
+
+def discriminator_loss(d_fake: torch.Tensor, d_real: torch.Tensor) -> torch.Tensor:
+    """-f_D(D(fake) - D(real)) = softplus(D(fake) - D(real))."""
+    return F.softplus(d_fake - d_real).mean()
+
+
+def approximate_r1(logits: torch.Tensor, perturbed_logits: torch.Tensor, weight: float) -> torch.Tensor:
+    """lambda * ||D(x) - D(x + sigma * noise)||^2, a finite-difference stand-in for the gradient penalty."""
+    return weight * (logits - perturbed_logits).pow(2).mean()
+
+
+def student_rollout(generator: Generator, clip: Clip, cache: KVCache | None = None,
+                    gen: torch.Generator | None = None, first: torch.Tensor | None = None) -> torch.Tensor:
+    """Generate frames 1..K-1 of `clip` autoregressively from its real first frame (or `first`), as at play time.
+
+    The cache is differentiable (gradients flow through past K/V); the recycled input is detached.
+    """
+    B = clip.latents.shape[0]
+    if cache is None:
+        cache = generator.new_cache(B, clip.latents.device, clip.latents.dtype, differentiable=True)
+    frame_cond, token_cond = clip.conditions
+    latent = clip.first if first is None else first
+    frames = []
+    for i in range(frame_cond.shape[1]):
+        noise = torch.randn(latent.shape, generator=gen, device=latent.device, dtype=latent.dtype)
+        latent = step_frame(generator, cache, latent.detach(), frame_cond[:, i], token_cond[:, i], noise)
+        frames.append(latent)
+    return torch.stack(frames, 1)
+
+
+def teacher_forced_fakes(generator: Generator, clip: Clip, gen: torch.Generator | None = None) -> torch.Tensor:
+    """The ablation: every frame generated in one parallel pass from the ground-truth previous frame."""
+    x0 = clip.targets
+    B, Fr = x0.shape[:2]
+    noise = torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
+    t = x0.new_ones(B, Fr)
+    frame_cond, token_cond = clip.conditions
+    return noise - generator(noise, clip.recycled, token_cond, frame_cond, t, x0.new_zeros(B, Fr))
+
+
+def score(discriminator: Discriminator, frames: torch.Tensor, first: torch.Tensor, clip: Clip,
+          t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Logits for frames 1..K-1 of a sequence that starts at `first`, with the clip's conditions lined up."""
+    previous = torch.cat([first[:, None], frames[:, :-1]], 1)
+    frame_cond, token_cond = clip.conditions
+    return discriminator(frames, previous, frame_cond, token_cond, t, noise)
+
+
+def discriminator_step_loss(discriminator: Discriminator, fake: torch.Tensor, real: Clip, fake_clip: Clip,
+                            r1_weight: float, r1_sigma: float, gen: torch.Generator | None = None
+                            ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Relativistic D loss on (fake, real) pairs + approximated R1 (real) and R2 (fake)."""
+    fake = fake.detach()
+    B, Fr = fake.shape[:2]
+    t = torch.rand(B, generator=gen, device=fake.device)[:, None].expand(B, Fr)  # random t, no shift
+    noise = torch.randn(fake.shape, generator=gen, device=fake.device, dtype=fake.dtype)
+    d_real = score(discriminator, real.targets, real.first, real, t, noise)
+    d_fake = score(discriminator, fake, fake_clip.first, fake_clip, t, noise)
+    loss = discriminator_loss(d_fake, d_real)
+    stats = {"d_loss": loss.item(), "d_real": d_real.mean().item(), "d_fake": d_fake.mean().item()}
+    if r1_weight > 0:
+        eps_r = torch.randn(fake.shape, generator=gen, device=fake.device, dtype=fake.dtype) * r1_sigma
+        eps_f = torch.randn(fake.shape, generator=gen, device=fake.device, dtype=fake.dtype) * r1_sigma
+        r1 = approximate_r1(d_real, score(discriminator, real.targets + eps_r, real.first, real, t, noise), r1_weight)
+        r2 = approximate_r1(d_fake, score(discriminator, fake + eps_f, fake_clip.first, fake_clip, t, noise),
+                            r1_weight)
+        loss = loss + r1 + r2
+        stats.update(r1=r1.item(), r2=r2.item())
+    return loss, stats
+
+
+def generator_step_loss(discriminator: Discriminator, fake: torch.Tensor, real: Clip, fake_clip: Clip,
+                        regression_weight: float = 0.0, gen: torch.Generator | None = None
+                        ) -> tuple[torch.Tensor, dict[str, float]]:
+    B, Fr = fake.shape[:2]
+    t = torch.rand(B, generator=gen, device=fake.device)[:, None].expand(B, Fr)
+    noise = torch.randn(fake.shape, generator=gen, device=fake.device, dtype=fake.dtype)
+    with torch.no_grad():
+        d_real = score(discriminator, real.targets, real.first, real, t, noise)
+    d_fake = score(discriminator, fake, fake_clip.first, fake_clip, t, noise)
+    loss = generator_loss(d_fake, d_real)
+    stats = {"g_loss": loss.item()}
+    if regression_weight > 0 and fake.shape == fake_clip.targets.shape:
+        regression = F.mse_loss(fake.float(), fake_clip.targets.float())
+        loss = loss + regression_weight * regression
+        stats["regression"] = regression.item()
+    return loss, stats

@@ -1,0 +1,130 @@
+"""Training recipes: one YAML file per world, one section per AAPT stage. Defaults are the paper's values where
+the paper gives one (AAPT.md); a recipe for a small CPU world overrides what compute forces it to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from worldsim.config import ASSETS_DIR, ConfigError, from_dict, load_yaml, rng
+
+STAGES = ("vae", "diffusion", "consistency", "adversarial", "long")
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    """How to record the data set when `data.dir` does not exist yet (regenerated from a seed, never committed)."""
+
+    episodes: int = field(default=8, metadata=rng(1, 100_000))
+    steps: int = field(default=500, metadata=rng(2, 10_000_000))
+    seed: int = 0
+    doom: str = "freedoom2_map01"  # a config in assets/doom/ by name, or a path
+    val_fraction: float = field(default=0.1, metadata=rng(0.0, 0.9))
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    dir: str = "data/doom-camera"
+    scheme: str = "camera"
+    record: RecordSpec | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    generator: str = "world-s"  # a preset of worldsim.models.generator.GENERATOR_PRESETS
+    generator_overrides: dict = field(default_factory=dict)
+    vae: str = "world-s"  # a preset of worldsim.models.vae.VAE_PRESETS
+    vae_overrides: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StageCommon:
+    steps: int = field(default=1000, metadata=rng(0, 100_000_000))
+    batch: int = field(default=8, metadata=rng(1, 65536))
+    log_every: int = field(default=10, metadata=rng(1, 1_000_000))
+    save_every: int = field(default=200, metadata=rng(1, 1_000_000))
+    sample_every: int = field(default=0, metadata=rng(0, 1_000_000))  # 0: only at the end
+    sample_frames: int = field(default=48, metadata=rng(2, 100_000))
+
+
+@dataclass(frozen=True)
+class VAEStage(StageCommon):
+    lr: float = field(default=1e-3, metadata=rng(0.0, 1.0))
+    kl_weight: float = field(default=1e-6, metadata=rng(0.0, 10.0))
+    adversarial_weight: float = field(default=0.0, metadata=rng(0.0, 10.0))  # patch-GAN term for sharpness
+    adversarial_start: int = field(default=0, metadata=rng(0, 100_000_000))
+    val_frames: int = field(default=256, metadata=rng(1, 1_000_000))
+
+
+@dataclass(frozen=True)
+class DiffusionStage(StageCommon):
+    clip_frames: int = field(default=9, metadata=rng(2, 4096))  # frames per window (the first is only recycled)
+    lr: float = field(default=1e-5, metadata=rng(0.0, 1.0))
+    weight_decay: float = field(default=0.01, metadata=rng(0.0, 10.0))
+    shift: float = field(default=24.0, metadata=rng(0.01, 1000.0))
+    recycle_noise: float = field(default=0.0, metadata=rng(0.0, 1.0))  # max noise level on the recycled frame
+    warmup: int = field(default=0, metadata=rng(0, 1_000_000))
+    init: str | None = None  # start from this checkpoint's generator (e.g. a bidirectional pre-trained model)
+
+
+@dataclass(frozen=True)
+class ConsistencyStage(StageCommon):
+    clip_frames: int = field(default=9, metadata=rng(2, 4096))
+    lr: float = field(default=1e-5, metadata=rng(0.0, 1.0))
+    weight_decay: float = field(default=0.01, metadata=rng(0.0, 10.0))
+    teacher_steps: int = field(default=32, metadata=rng(1, 1000))
+
+
+@dataclass(frozen=True)
+class AdversarialStage(StageCommon):
+    clip_frames: int = field(default=9, metadata=rng(2, 4096))
+    forcing: Literal["student", "teacher"] = "student"
+    lr_generator: float = field(default=3e-6, metadata=rng(0.0, 1.0))
+    lr_discriminator: float = field(default=3e-6, metadata=rng(0.0, 1.0))
+    rmsprop_alpha: float = field(default=0.9, metadata=rng(0.0, 1.0))
+    r1_weight: float = field(default=1000.0, metadata=rng(0.0, 1e6))  # lambda of the approximated R1 and R2
+    r1_sigma: float = field(default=0.1, metadata=rng(0.0, 10.0))
+    regression_weight: float = field(default=0.0, metadata=rng(0.0, 1e6))  # optional L2 to the real clip
+    discriminator_steps: int = field(default=1, metadata=rng(1, 100))  # D updates per G update
+
+
+@dataclass(frozen=True)
+class LongStage(AdversarialStage):
+    segments: int = field(default=4, metadata=rng(1, 10_000))  # segments of clip_frames generated per rollout
+    overlap: int = field(default=1, metadata=rng(0, 4096))  # frames each scored segment shares with the previous
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    seed: int = 0
+    bf16: bool = True  # autocast where the hardware supports it (CPU with AVX-512 bf16, CUDA)
+    threads: int = field(default=0, metadata=rng(0, 1024))  # torch CPU threads; 0 = torch's default
+    vae: VAEStage = field(default_factory=VAEStage)
+    diffusion: DiffusionStage = field(default_factory=DiffusionStage)
+    consistency: ConsistencyStage = field(default_factory=ConsistencyStage)
+    adversarial: AdversarialStage = field(default_factory=AdversarialStage)
+    long: LongStage = field(default_factory=LongStage)
+
+
+def recipe_path(name_or_path: str | Path) -> Path:
+    shipped = ASSETS_DIR / "recipes" / f"{name_or_path}.yaml"
+    if shipped.exists():
+        return shipped
+    path = Path(name_or_path)
+    if not path.exists():
+        names = ", ".join(p.stem for p in sorted((ASSETS_DIR / "recipes").glob("*.yaml")))
+        raise ConfigError(path, "", "no such recipe file or shipped recipe", str(name_or_path),
+                          f"{names}, or a path to a .yaml file")
+    return path
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    path = recipe_path(name_or_path)
+    data = load_yaml(path)
+    if isinstance(data, dict) and "name" not in data:
+        data = {"name": path.stem, **data}
+    return from_dict(Recipe, data, file=path)

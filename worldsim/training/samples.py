@@ -1,0 +1,71 @@
+"""Samples written during training: VAE reconstructions (PNG) and rollouts beside the real clip (MP4)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import torch
+
+from worldsim.models.generator import Generator
+from worldsim.models.vae import VAE
+from worldsim.rollout import step_frame
+from worldsim.runtime.session import tensor_to_frames
+from worldsim.training.clips import Clip
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of images in [-1, 1]."""
+    mse = (a.float().clamp(-1, 1) - b.float().clamp(-1, 1)).pow(2).mean().item() / 4.0
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    write(tmp)
+    tmp.replace(path)
+
+
+@torch.no_grad()
+def write_vae_sample(vae: VAE, frames: torch.Tensor, path: Path, autocast) -> dict:
+    """Held-out reconstructions: top row real, bottom row reconstructed; returns the held-out PSNR."""
+    vae.eval()
+    with autocast():
+        recon = torch.cat([vae.decode(vae.encode(frames[i: i + 64])).float() for i in range(0, len(frames), 64)])
+    vae.train()
+    value = psnr(recon, frames)
+    n = min(8, len(frames))
+    grid = np.concatenate([np.concatenate(list(tensor_to_frames(x[:n])), 1) for x in (frames, recon)], 0)
+    _atomic_write(path, lambda p: imageio.imwrite(p, grid))
+    return {"val_psnr": value}
+
+
+@torch.no_grad()
+def write_rollout_sample(generator: Generator, vae: VAE, clip: Clip, path: Path, steps: int, shift: float,
+                         autocast, fps: float = 17.5) -> dict:
+    """Roll out from the clip's first frame with its conditions (one sample); MP4 of real | generated and PSNRs."""
+    was_training = generator.training
+    generator.eval()
+    clip = Clip(clip.latents[:1], clip.frame_cond[:1], clip.token_cond[:1])
+    cache = generator.new_cache(1, clip.latents.device)
+    gen = torch.Generator(clip.latents.device).manual_seed(0)
+    latent = clip.first
+    frames = []
+    frame_cond, token_cond = clip.conditions
+    with autocast():
+        for i in range(frame_cond.shape[1]):
+            noise = torch.randn(latent.shape, generator=gen, device=latent.device)
+            latent = step_frame(generator, cache, latent, frame_cond[:, i], token_cond[:, i], noise, steps, shift)
+            frames.append(latent.float())
+        fake = vae.decode(torch.cat(frames)).float()
+        real = vae.decode(clip.targets[0]).float()
+    generator.train(was_training)
+    video = np.concatenate([tensor_to_frames(real), tensor_to_frames(fake)], 2)  # (F, H, 2W, 3)
+    _atomic_write(path, lambda p: imageio.mimwrite(p, list(video), fps=fps, macro_block_size=1))
+    horizon = min(8, len(frames))
+    return {"sample_psnr_h1": psnr(fake[:1], real[:1]), f"sample_psnr_h{horizon}": psnr(fake[:horizon],
+                                                                                          real[:horizon])}

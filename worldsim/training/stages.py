@@ -1,0 +1,345 @@
+"""The five AAPT stages as runnable units: each builds its roles from the previous stage's checkpoint, defines one
+optimisation step and hands it to the shared Trainer. Output: `OUT/<stage>/checkpoint` in the runtime's format."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from worldsim.checkpoint import CheckpointConfig, SamplingConfig, load_checkpoint, provenance
+from worldsim.conditioning.scheme import Scheme, load_scheme
+from worldsim.config import ConfigError, from_dict, to_dict
+from worldsim.models.generator import GENERATOR_PRESETS, Generator, GeneratorConfig
+from worldsim.models.vae import VAE, VAE_PRESETS, VAEConfig
+from worldsim.training import distributed
+from worldsim.training.adversarial import (Discriminator, discriminator_step_loss, generator_step_loss,
+                                           student_rollout, teacher_forced_fakes)
+from worldsim.training.clips import Clip
+from worldsim.training.consistency import consistency_loss
+from worldsim.training.diffusion import diffusion_loss
+from worldsim.training.recipe import STAGES, Recipe
+from worldsim.training.samples import write_rollout_sample, write_vae_sample
+from worldsim.training.trainer import Trainer, TrainingError, set_threads
+
+PREVIOUS = {"diffusion": "vae", "consistency": "diffusion", "adversarial": "consistency", "long": "adversarial"}
+
+
+@dataclass
+class StageContext:
+    recipe: Recipe
+    out: Path
+    resume: bool
+    device: torch.device
+    scheme: Scheme
+    data: object  # worldsim.training.data.TrainingData
+    rng: torch.Generator
+
+    def autocast(self):
+        if not self.recipe.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+
+def model_configs(recipe: Recipe, scheme: Scheme) -> tuple[GeneratorConfig, VAEConfig]:
+    m = recipe.model
+    for kind, name, presets in (("generator", m.generator, GENERATOR_PRESETS), ("vae", m.vae, VAE_PRESETS)):
+        if name not in presets:
+            raise ConfigError(None, f"model.{kind}", "unknown preset", name, ", ".join(presets))
+    vae = from_dict(VAEConfig, {**VAE_PRESETS[m.vae], **m.vae_overrides}, path="model.vae_overrides")
+    generator = from_dict(GeneratorConfig, {
+        **GENERATOR_PRESETS[m.generator], **m.generator_overrides,
+        "latent_channels": vae.latent_channels, "latent_size": list(vae.latent_size),
+        "frame_cond_dim": scheme.encoding.frame_dim, "token_cond_channels": scheme.encoding.token_channels,
+    }, path="model.generator_overrides")
+    return generator, vae
+
+
+def checkpoint_config(ctx: StageContext, stage: str, generator: GeneratorConfig, vae: VAEConfig,
+                      step: int, sampling: SamplingConfig | None = None) -> CheckpointConfig:
+    return CheckpointConfig(
+        generator=generator, vae=vae, encoding=ctx.scheme.encoding_dict(), scheme=ctx.scheme.name,
+        sampling=sampling or SamplingConfig(), fps=ctx.data.fps, stage=stage,
+        provenance=provenance(recipe=ctx.recipe.name, stage=stage, step=step, data=ctx.data.describe(),
+                              recipe_config=to_dict(ctx.recipe)))
+
+
+def previous_checkpoint(ctx: StageContext, stage: str):
+    path = ctx.out / PREVIOUS[stage] / "checkpoint"
+    if not path.exists():
+        raise TrainingError(f"stage '{stage}' starts from the '{PREVIOUS[stage]}' stage, but {path} does not exist; "
+                            f"run `worldsim train --stage {PREVIOUS[stage]}` first (or --stage all)")
+    return load_checkpoint(path)
+
+
+def _optimizer_step(module: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+                    clip: float = 1.0) -> float:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    distributed.average_gradients(module)
+    norm = torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
+    optimizer.step()
+    return float(norm)
+
+
+def _lr_lambda(warmup: int) -> Callable[[int], float]:
+    return lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+
+
+# ---- stage 0: VAE ---------------------------------------------------------------------------------------------
+
+
+def run_vae(ctx: StageContext) -> Path:
+    cfg = ctx.recipe.vae
+    gen_config, vae_config = model_configs(ctx.recipe, ctx.scheme)
+    torch.manual_seed(ctx.recipe.seed)
+    vae = VAE(vae_config).to(ctx.device)
+    generator = Generator(gen_config)  # untrained; saved so the checkpoint is complete
+    distributed.broadcast_parameters(vae)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
+    val = ctx.data.val_frames(cfg.val_frames).to(ctx.device)
+
+    def step(i: int) -> dict[str, float]:
+        frames = ctx.data.frames(cfg.batch, ctx.rng).to(ctx.device)
+        with ctx.autocast():
+            mean, logvar = vae.encode_distribution(frames)
+            z = mean + torch.randn(mean.shape, generator=ctx.rng, device=mean.device) * (0.5 * logvar).exp()
+            recon = vae.decoder(z)
+        rec = F.mse_loss(recon.float(), frames) + F.l1_loss(recon.float(), frames)
+        kl = 0.5 * (mean.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).mean()
+        loss = rec + cfg.kl_weight * kl
+        norm = _optimizer_step(vae, optimizer, loss)
+        return {"loss": loss.item(), "recon": rec.item(), "kl": kl.item(), "grad_norm": norm}
+
+    def finish_stats() -> None:
+        """Per-channel latent statistics so the generator sees unit-variance latents."""
+        with torch.no_grad(), ctx.autocast():
+            z = torch.cat([vae.encoder(val[i: i + 64])[0].float() for i in range(0, len(val), 64)])
+        vae.latent_mean.copy_(z.mean((0, 2, 3)))
+        vae.latent_std.copy_(z.std((0, 2, 3)).clamp_min(1e-4))
+
+    def config(step_: int) -> CheckpointConfig:
+        return checkpoint_config(ctx, "vae", gen_config, vae_config, step_)
+
+    def sample(step_: int, folder: Path) -> dict:
+        finish_stats()
+        return write_vae_sample(vae, val, folder / f"vae_{step_:07d}.png", ctx.autocast)
+
+    trainer = Trainer("vae", ctx.out / "vae", cfg.steps, cfg.log_every, cfg.save_every, cfg.sample_every,
+                      ctx.resume, {"vae": vae, "generator": generator}, {"vae": optimizer}, config, generator, vae,
+                      ctx.data.start_frames(), ctx.rng, sample)
+    original_save = trainer.save
+    trainer.save = lambda: (finish_stats(), original_save())  # stats must match the weights they are saved with
+    return trainer.run(step)
+
+
+# ---- stages 1 and 2: teacher-forced diffusion and consistency distillation --------------------------------------
+
+
+def _sample_fn(ctx: StageContext, generator: Generator, vae: VAE, steps: int, shift: float):
+    def sample(step_: int, folder: Path) -> dict:
+        clip = ctx.data.val_clip(ctx.recipe.diffusion.clip_frames if steps > 1 else None).to(ctx.device)
+        return write_rollout_sample(generator, vae, clip, folder / f"rollout_{step_:07d}.mp4", steps, shift,
+                                    ctx.autocast, fps=ctx.data.fps)
+    return sample
+
+
+def run_diffusion(ctx: StageContext) -> Path:
+    cfg = ctx.recipe.diffusion
+    base = previous_checkpoint(ctx, "diffusion")
+    vae = base.vae.to(ctx.device).eval()
+    gen_config, _ = model_configs(ctx.recipe, ctx.scheme)
+    torch.manual_seed(ctx.recipe.seed)
+    generator = Generator(gen_config).to(ctx.device)
+    if cfg.init:  # e.g. a bidirectional pre-trained model: the same weights become block-causal by our masks
+        init = load_checkpoint(cfg.init)
+        generator.load_state_dict(init.generator.state_dict())
+    distributed.broadcast_parameters(generator)
+    ctx.data.use_vae(vae, gen_config.grid)
+    optimizer = torch.optim.AdamW(generator.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup))
+    sampling = SamplingConfig(steps=32, shift=cfg.shift)
+
+    def step(i: int) -> dict[str, float]:
+        clip = ctx.data.clips(cfg.batch, cfg.clip_frames, ctx.rng).to(ctx.device)
+        with ctx.autocast():
+            loss, stats = diffusion_loss(generator, clip, cfg.shift, cfg.recycle_noise, ctx.rng)
+        stats["grad_norm"] = _optimizer_step(generator, optimizer, loss)
+        schedule.step()
+        return stats
+
+    config = lambda s: checkpoint_config(ctx, "diffusion", gen_config, vae.config, s, sampling)  # noqa: E731
+    trainer = Trainer("diffusion", ctx.out / "diffusion", cfg.steps, cfg.log_every, cfg.save_every,
+                      cfg.sample_every, ctx.resume, {"generator": generator}, {"generator": optimizer}, config,
+                      generator, vae, ctx.data.start_frames(), ctx.rng,
+                      _sample_fn(ctx, generator, vae, 8, cfg.shift))
+    if trainer.step:
+        schedule.last_epoch = trainer.step
+    return trainer.run(step)
+
+
+def run_consistency(ctx: StageContext) -> Path:
+    cfg = ctx.recipe.consistency
+    shift = ctx.recipe.diffusion.shift
+    base = previous_checkpoint(ctx, "consistency")
+    vae = base.vae.to(ctx.device).eval()
+    teacher = base.generator.to(ctx.device).eval().requires_grad_(False)
+    student = copy.deepcopy(teacher).train().requires_grad_(True)
+    ctx.data.use_vae(vae, student.config.grid)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def step(i: int) -> dict[str, float]:
+        clip = ctx.data.clips(cfg.batch, cfg.clip_frames, ctx.rng).to(ctx.device)
+        with ctx.autocast():
+            loss, stats = consistency_loss(student, teacher, clip, cfg.teacher_steps, shift, ctx.rng)
+        stats["grad_norm"] = _optimizer_step(student, optimizer, loss)
+        return stats
+
+    config = lambda s: checkpoint_config(ctx, "consistency", student.config, vae.config, s)  # noqa: E731
+    trainer = Trainer("consistency", ctx.out / "consistency", cfg.steps, cfg.log_every, cfg.save_every,
+                      cfg.sample_every, ctx.resume, {"generator": student}, {"generator": optimizer}, config,
+                      student, vae, ctx.data.start_frames(), ctx.rng, _sample_fn(ctx, student, vae, 1, 1.0))
+    return trainer.run(step)
+
+
+# ---- stages 3 and 4: adversarial post-training (student forcing) and long-video training -------------------------
+
+
+def _adversarial_roles(ctx: StageContext, stage: str, cfg):
+    base = previous_checkpoint(ctx, stage)
+    vae = base.vae.to(ctx.device).eval()
+    generator = base.generator.to(ctx.device).train().requires_grad_(True)
+    if stage == "adversarial":  # D starts from the stage-1 (diffusion) weights, as in AAPT
+        backbone = load_checkpoint(ctx.out / "diffusion" / "checkpoint").generator
+        discriminator = Discriminator(backbone).to(ctx.device)
+    else:  # long-video training continues the stage-3 discriminator
+        discriminator = Discriminator(copy.deepcopy(base.generator)).to(ctx.device)
+        weights = base.extra.get("discriminator")
+        if weights is None:
+            raise TrainingError(f"{base.path} has no discriminator.safetensors to continue from")
+        discriminator.load_state_dict(weights)
+    torch.manual_seed(ctx.recipe.seed)
+    distributed.broadcast_parameters(discriminator)
+    ctx.data.use_vae(vae, generator.config.grid)
+    opt_g = torch.optim.RMSprop(generator.parameters(), lr=cfg.lr_generator, alpha=cfg.rmsprop_alpha)
+    opt_d = torch.optim.RMSprop(discriminator.parameters(), lr=cfg.lr_discriminator, alpha=cfg.rmsprop_alpha)
+    return vae, generator, discriminator, opt_g, opt_d
+
+
+def _adversarial_update(ctx: StageContext, cfg, generator, discriminator, opt_g, opt_d, fake: torch.Tensor,
+                        real: Clip, fake_clip: Clip, regression_weight: float) -> dict[str, float]:
+    """One generator update, then `discriminator_steps` discriminator updates on the same fakes.
+    `regression_weight` > 0 only where `fake_clip.targets` is the real continuation of the fakes."""
+    with ctx.autocast():
+        g_loss, stats = generator_step_loss(discriminator, fake, real, fake_clip, regression_weight, ctx.rng)
+    discriminator.requires_grad_(False)
+    stats["g_grad_norm"] = _optimizer_step(generator, opt_g, g_loss)
+    discriminator.requires_grad_(True)
+    for _ in range(cfg.discriminator_steps):
+        with ctx.autocast():
+            d_loss, d_stats = discriminator_step_loss(discriminator, fake, real, fake_clip, cfg.r1_weight,
+                                                      cfg.r1_sigma, ctx.rng)
+        d_stats["d_grad_norm"] = _optimizer_step(discriminator, opt_d, d_loss)
+    return {**stats, **d_stats}
+
+
+def run_adversarial(ctx: StageContext) -> Path:
+    cfg = ctx.recipe.adversarial
+    vae, generator, discriminator, opt_g, opt_d = _adversarial_roles(ctx, "adversarial", cfg)
+
+    def step(i: int) -> dict[str, float]:
+        clip = ctx.data.clips(cfg.batch, cfg.clip_frames, ctx.rng).to(ctx.device)
+        with ctx.autocast():
+            if cfg.forcing == "student":
+                fake = student_rollout(generator, clip, gen=ctx.rng)
+            else:
+                fake = teacher_forced_fakes(generator, clip, ctx.rng)
+        return _adversarial_update(ctx, cfg, generator, discriminator, opt_g, opt_d, fake, clip, clip,
+                                   cfg.regression_weight)
+
+    config = lambda s: checkpoint_config(ctx, f"adversarial-{cfg.forcing}", generator.config, vae.config,  # noqa: E731
+                                         s)
+    trainer = Trainer("adversarial", ctx.out / "adversarial", cfg.steps, cfg.log_every, cfg.save_every,
+                      cfg.sample_every, ctx.resume, {"generator": generator, "discriminator": discriminator},
+                      {"generator": opt_g, "discriminator": opt_d}, config, generator, vae,
+                      ctx.data.start_frames(), ctx.rng, _sample_fn(ctx, generator, vae, 1, 1.0))
+    return trainer.run(step)
+
+
+def run_long(ctx: StageContext) -> Path:
+    """Long rollouts one segment at a time: the next segment reuses the detached cache of the previous one and its
+    loss is back-propagated before going on; extended segments get condition sequences from other real clips."""
+    cfg = ctx.recipe.long
+    vae, generator, discriminator, opt_g, opt_d = _adversarial_roles(ctx, "long", cfg)
+
+    def step(i: int) -> dict[str, float]:
+        first_clip = ctx.data.clips(cfg.batch, cfg.clip_frames, ctx.rng).to(ctx.device)
+        cache = generator.new_cache(cfg.batch, ctx.device, differentiable=True)
+        latent = first_clip.first
+        tail: Clip | None = None  # the previous segment's last `overlap` frames (detached), scored again
+        totals: dict[str, float] = {}
+        for segment in range(cfg.segments):
+            # conditions: the first clip's, then freshly sampled real condition sequences for the extension
+            conds = first_clip if segment == 0 else ctx.data.clips(cfg.batch, cfg.clip_frames, ctx.rng).to(ctx.device)
+            segment_clip = Clip(torch.cat([latent.detach()[:, None], conds.latents[:, 1:]], 1), conds.frame_cond,
+                                conds.token_cond)
+            cache.detach()  # back-propagation stops at the segment boundary; the cache's content carries on
+            with ctx.autocast():
+                fake = student_rollout(generator, segment_clip, cache=cache, gen=ctx.rng)
+            scored, scored_clip = fake, segment_clip
+            if tail is not None:
+                scored = torch.cat([tail.targets, fake], 1)
+                scored_clip = Clip(torch.cat([tail.latents, fake.detach()], 1),
+                                   torch.cat([tail.frame_cond, segment_clip.frame_cond[:, 1:]], 1),
+                                   torch.cat([tail.token_cond, segment_clip.token_cond[:, 1:]], 1))
+            real = ctx.data.clips(cfg.batch, scored.shape[1] + 1, ctx.rng).to(ctx.device)  # short real clips
+            stats = _adversarial_update(ctx, cfg, generator, discriminator, opt_g, opt_d, scored, real, scored_clip,
+                                        cfg.regression_weight if segment == 0 else 0.0)
+            if cfg.overlap:
+                keep = min(cfg.overlap, fake.shape[1] - 1)
+                full = Clip(torch.cat([segment_clip.latents[:, :1], fake.detach()], 1), segment_clip.frame_cond,
+                            segment_clip.token_cond)
+                tail = Clip(full.latents[:, -keep - 1:], full.frame_cond[:, -keep - 1:], full.token_cond[:, -keep - 1:])
+            latent = fake[:, -1]
+            for k, v in stats.items():
+                totals[k] = totals.get(k, 0.0) + v / cfg.segments
+        return totals
+
+    config = lambda s: checkpoint_config(ctx, "long", generator.config, vae.config, s)  # noqa: E731
+    trainer = Trainer("long", ctx.out / "long", cfg.steps, cfg.log_every, cfg.save_every, cfg.sample_every,
+                      ctx.resume, {"generator": generator, "discriminator": discriminator},
+                      {"generator": opt_g, "discriminator": opt_d}, config, generator, vae,
+                      ctx.data.start_frames(), ctx.rng, _sample_fn(ctx, generator, vae, 1, 1.0))
+    return trainer.run(step)
+
+
+RUNNERS = {"vae": run_vae, "diffusion": run_diffusion, "consistency": run_consistency,
+           "adversarial": run_adversarial, "long": run_long}
+
+
+def train(recipe: Recipe, stage: str, out: Path, resume: bool = False, device: str = "cpu",
+          data_factory: Callable | None = None) -> list[Path]:
+    """Run one stage or all of them in order; returns the checkpoint directories written."""
+    from worldsim.training.data import TrainingData
+
+    set_threads(recipe.threads)
+    dev = torch.device(device)
+    rank, _ = distributed.init(dev)
+    scheme = load_scheme(recipe.data.scheme)
+    _, vae_config = model_configs(recipe, scheme)
+    data = (data_factory or TrainingData.from_recipe)(recipe, scheme, vae_config.image_size)
+    rng = torch.Generator(dev).manual_seed(recipe.seed + rank)
+    np.random.seed(recipe.seed + rank)
+    ctx = StageContext(recipe, Path(out), resume, dev, scheme, data, rng)
+    stages = STAGES if stage == "all" else (stage,)
+    done = []
+    for name in stages:
+        done.append(RUNNERS[name](ctx))
+    distributed.shutdown()
+    return done

@@ -1,0 +1,145 @@
+"""The training loop every stage shares: resume, atomic checkpoints, JSONL logs, a progress bar, NaN guard, samples.
+
+A stage provides `step(i) -> stats` (one optimisation step, losses already backpropagated and applied) and the
+modules and optimisers to save. Checkpoints are runtime checkpoints (the stage's generator and VAE play directly)
+plus the training state: optimiser tensors, the discriminator, the random state, the step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from tqdm import tqdm
+
+from worldsim.checkpoint import CheckpointConfig, save_checkpoint
+from worldsim.errors import WorldsimError
+from worldsim.training import distributed
+
+
+class TrainingError(WorldsimError):
+    pass
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimiser's state as flat tensors (for safetensors) plus JSON metadata; nothing is pickled."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for pid, entries in state["state"].items():
+        for name, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"{pid}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{name}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, value in list(tensors.items()) + list(meta["scalars"].items()):
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+class Trainer:
+    """Runs one stage: `steps` calls of `step`, saving to `out/checkpoint` every `save_every` steps."""
+
+    def __init__(self, stage: str, out: Path, steps: int, log_every: int, save_every: int, sample_every: int,
+                 resume: bool, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                 checkpoint_config: Callable[[int], CheckpointConfig], generator: nn.Module, vae: nn.Module,
+                 start_frames: torch.Tensor | None, rng: torch.Generator,
+                 sample: Callable[[int, Path], dict] | None = None):
+        self.stage, self.out, self.steps = stage, Path(out), steps
+        self.log_every, self.save_every, self.sample_every = log_every, save_every, sample_every
+        self.modules, self.optimizers = modules, optimizers
+        self.checkpoint_config, self.generator, self.vae = checkpoint_config, generator, vae
+        self.start_frames, self.rng, self.sample = start_frames, rng, sample
+        self.checkpoint_dir = self.out / "checkpoint"
+        self.log_path = self.out / "log.jsonl"
+        self.step = 0
+        self.elapsed = 0.0  # training seconds, carried across resumes
+        if self.checkpoint_dir.exists():
+            if not resume:
+                raise TrainingError(f"{self.checkpoint_dir} already exists; pass --resume to continue it, or "
+                                    "choose another --out (nothing was overwritten)")
+            self._load()
+        elif distributed.is_main():
+            self.out.mkdir(parents=True, exist_ok=True)
+
+    def _load(self) -> None:
+        files = {p.stem: p for p in self.checkpoint_dir.glob("*.safetensors")}
+        meta = json.loads((self.checkpoint_dir / "trainer.json").read_text())
+        for name, module in self.modules.items():
+            if name in files:
+                module.load_state_dict(load_file(str(files[name])))
+        for name, optimizer in self.optimizers.items():
+            load_optimizer(optimizer, load_file(str(files[f"optimizer_{name}"])), meta["optimizers"][name])
+        self.rng.set_state(load_file(str(files["trainer"]))["rng"])
+        self.step, self.elapsed = meta["step"], meta.get("elapsed_s", 0.0)
+
+    def save(self) -> None:
+        if not distributed.is_main():
+            return
+        extra, optim_meta = {}, {}
+        for name, module in self.modules.items():
+            if name not in ("generator", "vae"):
+                extra[name] = {k: v.detach() for k, v in module.state_dict().items()}
+        for name, optimizer in self.optimizers.items():
+            extra[f"optimizer_{name}"], optim_meta[name] = optimizer_tensors(optimizer)
+        extra["trainer"] = {"rng": self.rng.get_state()}
+        meta = {"stage": self.stage, "step": self.step, "elapsed_s": self.elapsed, "optimizers": optim_meta}
+        save_checkpoint(self.checkpoint_dir, self.checkpoint_config(self.step), self.generator, self.vae,
+                        self.start_frames, extra=extra, files={"trainer.json": json.dumps(meta, indent=1)})
+
+    def log(self, record: dict) -> None:
+        if distributed.is_main():
+            with open(self.log_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def run(self, step_fn: Callable[[int], dict[str, float]]) -> Path:
+        bar = tqdm(total=self.steps, initial=self.step, desc=self.stage, disable=not distributed.is_main(),
+                   dynamic_ncols=True, mininterval=2.0)
+        last_save = self.step
+        started = time.perf_counter() - self.elapsed
+        try:
+            while self.step < self.steps:
+                stats = step_fn(self.step)
+                bad = [k for k, v in stats.items() if not math.isfinite(v)]
+                if bad:
+                    raise TrainingError(
+                        f"{self.stage}: {bad[0]} became {stats[bad[0]]} at step {self.step}; stopped without "
+                        f"saving, the last good checkpoint (step {last_save}) is kept in {self.checkpoint_dir}. "
+                        "Lower the learning rate or enable gradient clipping in the recipe.")
+                self.step += 1
+                self.elapsed = time.perf_counter() - started
+                bar.update(1)
+                if self.step % self.log_every == 0 or self.step == self.steps:
+                    self.log({"step": self.step, "time_s": round(self.elapsed, 2), **stats})
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in list(stats.items())[:4]})
+                if self.step % self.save_every == 0 or self.step == self.steps:
+                    self.save()
+                    last_save = self.step
+                if self.sample is not None and distributed.is_main() and (
+                        (self.sample_every and self.step % self.sample_every == 0) or self.step == self.steps):
+                    self.log({"step": self.step, **self.sample(self.step, self.out / "samples")})
+        finally:
+            bar.close()
+        if self.step == self.steps and not self.checkpoint_dir.exists():
+            self.save()  # zero-step stages still leave a checkpoint for the next stage
+        distributed.barrier()
+        return self.checkpoint_dir
+
+
+def set_threads(threads: int) -> None:
+    if threads > 0:
+        torch.set_num_threads(threads)
+    elif "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
