@@ -49,30 +49,35 @@ LATENT_MANIFEST = "manifest.json"
 Encoder = Callable[[np.ndarray], Any]  # frames uint8 (N, H, W, 3) -> latents (N, C, h, w), tensor or array
 
 
-def resize_frames(frames: np.ndarray, resolution: tuple[int, int]) -> np.ndarray:
-    """uint8 (N, H, W, 3) -> uint8 (N, h, w, 3) at resolution (w, h): area filter when shrinking (no aliasing on
-    the fine wall textures), antialiased bilinear when growing."""
+def resize_frames(frames: np.ndarray, resolution: tuple[int, int], channels_first: bool = False) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> uint8 (N, h, w, 3) at resolution (w, h), or (N, 3, h, w) with `channels_first`.
+
+    Area (box) filter when shrinking, so the fine wall textures do not alias; antialiased bilinear when growing.
+    """
     width, height = resolution
-    if frames.shape[1:3] == (height, width):
+    same = frames.shape[1:3] == (height, width)
+    if same and not channels_first:
         return frames
     shrink = height <= frames.shape[1] and width <= frames.shape[2]
-    out = np.empty((len(frames), height, width, 3), dtype=np.uint8)
+    shape = (len(frames), 3, height, width) if channels_first else (len(frames), height, width, 3)
+    out = np.empty(shape, dtype=np.uint8)
     with torch.inference_mode():
         for i in range(0, len(frames), RESIZE_BATCH):
-            x = torch.from_numpy(frames[i : i + RESIZE_BATCH]).permute(0, 3, 1, 2).float()  # (n, 3, H, W)
-            if shrink:
-                y = F.interpolate(x, size=(height, width), mode="area")
-            else:
-                y = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-            out[i : i + RESIZE_BATCH] = y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            x = torch.from_numpy(frames[i : i + RESIZE_BATCH]).permute(0, 3, 1, 2)  # (n, 3, H, W)
+            if not same:
+                x = x.float()
+                if shrink:
+                    x = F.interpolate(x, size=(height, width), mode="area")
+                else:
+                    x = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+                x = x.round_().clamp_(0, 255).to(torch.uint8)
+            out[i : i + RESIZE_BATCH] = (x if channels_first else x.permute(0, 2, 3, 1)).numpy()
     return out
 
 
 def to_model_range(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 (..., H, W, 3) -> float32 (..., 3, H, W) in [-1, 1]."""
-    x = torch.as_tensor(frames)
-    x = x.movedim(-1, -3).to(torch.float32, memory_format=torch.contiguous_format)
-    return x.div_(127.5).sub_(1.0)
+    """uint8 -> float32 in [-1, 1], same shape."""
+    return torch.as_tensor(frames).to(torch.float32).mul_(2.0 / 255.0).sub_(1.0)
 
 
 def check_scheme(scheme: Scheme, index: DatasetIndex) -> None:
@@ -134,7 +139,8 @@ class _Windows(Dataset):
 
 
 class WindowDataset(_Windows):
-    """Pixel windows from a recorded dataset, resized once to `resolution` = (width, height) and held as uint8."""
+    """Pixel windows from a recorded dataset, resized once to `resolution` = (width, height), held as uint8
+    (N, 3, H, W) in memory."""
 
     def __init__(self, root: str | Path, scheme: Scheme, window: int = DEFAULT_WINDOW,
                  resolution: tuple[int, int] = DEFAULT_RESOLUTION, split: str | None = "train",
@@ -146,7 +152,8 @@ class WindowDataset(_Windows):
         total = sum(e.frames for e in entries)
         width, height = resolution
         # Preallocated from the index, filled episode by episode: peak memory is the dataset plus one episode.
-        self.frames = np.empty((total, height, width, 3), dtype=np.uint8)
+        # Held channels-first, so a batch is a gather and a float conversion with no transpose.
+        self.frames = np.empty((total, 3, height, width), dtype=np.uint8)
         actions = np.empty((total, len(scheme.control_names)), dtype=np.float32)
         poses = np.empty((total, 3), dtype=np.float32)
         lengths, used = [], 0
@@ -156,7 +163,7 @@ class WindowDataset(_Windows):
                 warnings.warn(f"skipping episode {episode.id}: {episode.actions.shape[1]} action values, the scheme "
                               f"has {actions.shape[1]}", CorruptDataWarning, stacklevel=2)
                 continue
-            self.frames[used : used + n] = resize_frames(episode.frames, resolution)
+            self.frames[used : used + n] = resize_frames(episode.frames, resolution, channels_first=True)
             actions[used : used + n] = episode.actions
             poses[used : used + n] = episode.poses
             lengths.append(n)

@@ -1,21 +1,22 @@
 """ViZDoom adapter: record the shipped world's gameplay from the real Doom engine (freedoom WADs, headless).
 
-Calibration (measured on ViZDoom 1.3.2, see tests/data/test_doom_env.py):
-  - TURN_LEFT_RIGHT_DELTA is degrees per tic, applied on every tic of a multi-tic `make_action`, fractions kept;
-    + turns right. So the camera scheme's yaw=1.0 sends `yaw_speed / frame_skip` and turns exactly `yaw_speed`
-    degrees per recorded frame, within the frame.
-  - MOVE_FORWARD_BACKWARD_DELTA / MOVE_LEFT_RIGHT_DELTA are Doom's `forwardmove` / `sidemove`: each tic the value
-    v adds a thrust of v/32 map units/tic to the momentum, which then loses friction (x 0xE800/0x10000 = 0.90625)
-    per tic. Walking at constant v settles at v/32 / (1 - 0.90625) = v/3 map units per tic (95% after 30 tics,
-    i.e. about 15 frames at frame skip 2). The engine truncates v to an integer and clamps |v| to 50 (running
-    speed); we round to the nearest integer ourselves and record the rounded value. forward=1.0 sends
-    `3 * forward_speed / frame_skip`, so steady walking covers `forward_speed` map units per recorded frame;
-    Doom's momentum (and walls) make the first frames of a walk shorter, which the world model learns from history.
-  - The engine ignores input for the first 7 tics of an episode; episodes therefore start at tic
-    `EPISODE_START_TICS`, so the first recorded action already moves the player (the alignment tests rely on it).
+Calibration (measured on ViZDoom 1.3.2; tests/data/test_doom_env.py checks it):
+  - TURN_LEFT_RIGHT_DELTA is degrees per tic, applied on every tic of a multi-tic `make_action`, fractions
+    kept (to Doom's 1/65536 turn); + turns right. The camera scheme's yaw=1.0 sends `yaw_speed / frame_skip`
+    and so turns exactly `yaw_speed` degrees within the recorded frame.
+  - MOVE_FORWARD_BACKWARD_DELTA / MOVE_LEFT_RIGHT_DELTA are Doom's `forwardmove` / `sidemove`: each tic a
+    value v adds v/32 map units/tic to the momentum, which then keeps 0xE800/0x10000 = 0.90625 of itself
+    (friction). Constant v settles at v/32 / (1 - 0.90625) = v/3 map units per tic (95% after 30 tics, about
+    15 frames at frame skip 2). The engine truncates v to an integer and clamps |v| at 50 (running speed); we
+    round to the nearest integer ourselves and record the rounded value. forward=1.0 sends
+    `3 * forward_speed / frame_skip`, so steady walking covers `forward_speed` map units per recorded frame.
+    Doom's momentum (and walls) make the first frames of a walk shorter; the world model learns that from the
+    action history.
+  - The engine ignores input for the first 7 tics of an episode, so episodes start at tic
+    `EPISODE_START_TICS`: the first recorded action already moves the player (the alignment tests rely on it).
 
-ViZDoom writes `_vizdoom.ini` (config path) and a `_vizdoom/` folder (into the working directory during `init`).
-Both go to a private temporary folder that `close` removes: recording never litters the user's folder.
+ViZDoom writes `_vizdoom.ini` (its config path) and a `_vizdoom/` folder (into the working directory, during
+`init`). Both go to a private temporary folder that `close` removes: recording never litters the user's folder.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ from worldsim.errors import WorldsimError
 CONFIGS_DIR = ASSETS_DIR / "doom"
 DEFAULT_CONFIG = "freedoom2_map01"
 
-# Doom renders a 90 degree horizontal field of view at 4:3; other aspect ratios widen it, so only 4:3 is offered
-# and the camera encoding's `fov` must say 90 for its ray maps to match the pictures.
+# Doom renders a 90 degree horizontal field of view at 4:3; other aspect ratios widen it, so only 4:3 is
+# offered and the camera encoding's `fov` must say 90 for its ray maps to match the pictures.
 DOOM_FOV_DEGREES = 90.0
 Resolution = Literal["160x120", "200x150", "256x192", "320x240", "400x300", "512x384", "640x480", "800x600"]
 
@@ -50,7 +51,7 @@ DOOM_TICRATE = 35  # engine tics per game second
 EPISODE_START_TICS = 10  # measured: input is ignored for the first 7 tics of an episode; start after that
 DOOM_FRICTION = 0xE800 / 0x10000  # momentum kept per tic on ordinary floors
 THRUST_PER_MOVE_UNIT = 1 / 32  # map units/tic added to momentum per tic for a move delta of 1
-MOVE_UNITS_PER_SPEED = (1 - DOOM_FRICTION) / THRUST_PER_MOVE_UNIT  # = 3: delta value for 1 map unit/tic steady
+MOVE_UNITS_PER_SPEED = (1 - DOOM_FRICTION) / THRUST_PER_MOVE_UNIT  # = 3: delta for a steady 1 map unit/tic
 MAX_MOVE_DELTA = 50  # the engine clamps forward/side move deltas here (Doom's running speed)
 POSE_VARIABLES = ("POSITION_X", "POSITION_Y", "ANGLE")
 
@@ -80,7 +81,7 @@ class DoomConfig:
     """Which Doom world to record and how it is rendered. Filled from assets/doom/*.yaml."""
 
     game: Literal["freedoom2", "freedoom1"] = "freedoom2"  # IWAD shipped with the vizdoom package
-    scenario: str | None = None  # a ViZDoom scenario WAD loaded over the game (e.g. "my_way_home"), or a .wad path
+    scenario: str | None = None  # ViZDoom scenario WAD over the game (e.g. "my_way_home"), or a .wad path
     map: str = "MAP01"
     monsters: bool = False  # a world model of walking around should not spend capacity on being shot
     skill: int = field(default=3, metadata=rng(1, 5))
@@ -90,7 +91,7 @@ class DoomConfig:
     render_weapon: bool = False  # pixels that do not depend on the camera
     render_crosshair: bool = False
     render_messages: bool = False  # "picked up a ..." text overlays
-    episode_timeout_tics: int = field(default=0, metadata=rng(0, 10_000_000))  # 0: no limit (recorder sets steps)
+    episode_timeout_tics: int = field(default=0, metadata=rng(0, 10_000_000))  # tics of play; 0: no limit
 
     def __post_init__(self) -> None:
         if not self.map or len(self.map) > 8 or not self.map.isalnum():
@@ -121,7 +122,8 @@ def wad_maps(path: Path) -> list[str]:
             directory = f.read(16 * count)
     except (OSError, struct.error) as err:
         raise WorldsimError(f"cannot read WAD {path}: {err}") from None
-    names = [directory[i + 8 : i + 16].rstrip(b"\0").decode("ascii", "replace") for i in range(0, len(directory), 16)]
+    names = [directory[i + 8 : i + 16].rstrip(b"\0").decode("ascii", "replace")
+             for i in range(0, len(directory), 16)]
     return [names[i - 1] for i in range(1, len(names)) if names[i] in ("THINGS", "TEXTMAP")]
 
 
@@ -131,7 +133,7 @@ def shipped_scenarios() -> dict[str, Path]:
     return {p.stem: p for p in sorted(Path(vizdoom.scenarios_path).glob("*.wad"))}
 
 
-_CWD_LOCK = threading.Lock()  # init() writes `_vizdoom/` into the working directory, so it runs inside a chdir
+_CWD_LOCK = threading.Lock()  # init() writes `_vizdoom/` into the working directory: it runs inside a chdir
 
 
 class DoomEnv:
@@ -171,20 +173,20 @@ class DoomEnv:
         game.set_available_game_variables([getattr(vzd.GameVariable, v) for v in POSE_VARIABLES])
         game.set_episode_start_time(EPISODE_START_TICS)
         game.set_episode_timeout(config.episode_timeout_tics)
-        game.set_mode(vzd.Mode.PLAYER)  # synchronous: the engine waits for each action, as fast as the CPU allows
+        game.set_mode(vzd.Mode.PLAYER)  # synchronous: waits for each action, runs as fast as the CPU allows
         with _CWD_LOCK:
             previous = os.getcwd()
             os.chdir(self._scratch)
             try:
                 game.init()
-            except Exception as err:  # vizdoom raises its own exception types; the user can only fix the config
+            except Exception as err:  # vizdoom has its own exception types; the user can only fix the config
                 raise WorldsimError(f"ViZDoom failed to start ({config_file or 'config'}): {err}") from None
             finally:
                 os.chdir(previous)
         self._game = game
         self._last: tuple[np.ndarray, np.ndarray] | None = None
 
-    # -- construction helpers ---------------------------------------------------------------------------------------
+    # -- construction helpers --------------------------------------------------------------------------------
 
     @staticmethod
     def _scenario_path(config: DoomConfig, file: Any) -> Path | None:
@@ -210,7 +212,7 @@ class DoomEnv:
 
     @staticmethod
     def _action_mapping(scheme: Scheme, config: DoomConfig, file: Any) -> tuple[list[str], Any]:
-        """The ViZDoom buttons for the scheme and a function action (A,) -> (engine values, applied action)."""
+        """The scheme's ViZDoom buttons, and a function action (A,) -> (engine values, applied action)."""
         encoding = scheme.encoding_config
         names = scheme.control_names
         low = np.array([scheme.encoding.ranges[n][0] for n in names], dtype=np.float32)
@@ -218,8 +220,8 @@ class DoomEnv:
         if encoding.type == "keys":
             unknown = [n for n in names if n not in KEY_BUTTONS]
             if unknown:
-                raise ConfigError(scheme.file, "encoding.actions", "no ViZDoom button for this action", unknown[0],
-                                  ", ".join(KEY_BUTTONS))
+                raise ConfigError(scheme.file, "encoding.actions", "no ViZDoom button for this action",
+                                  unknown[0], ", ".join(KEY_BUTTONS))
 
             def encode_keys(action: np.ndarray) -> tuple[list[float], np.ndarray]:
                 pressed = (action > 0.5).astype(np.float32)
@@ -228,8 +230,8 @@ class DoomEnv:
             return [KEY_BUTTONS[n] for n in names], encode_keys
         if encoding.type == "camera":
             if not math.isclose(encoding.fov, DOOM_FOV_DEGREES):
-                raise ConfigError(scheme.file, "encoding.fov", "ViZDoom renders a fixed horizontal field of view",
-                                  encoding.fov, f"{DOOM_FOV_DEGREES:g}")
+                raise ConfigError(scheme.file, "encoding.fov", "ViZDoom renders a fixed horizontal field of "
+                                  "view", encoding.fov, f"{DOOM_FOV_DEGREES:g}")
             move_scale = MOVE_UNITS_PER_SPEED / config.frame_skip
             forward_scale = encoding.forward_speed * move_scale  # delta value at forward = 1.0
             strafe_scale = encoding.strafe_speed * move_scale
@@ -237,8 +239,9 @@ class DoomEnv:
             for key, scale in (("forward_speed", forward_scale), ("strafe_speed", strafe_scale)):
                 if scale > MAX_MOVE_DELTA:
                     fastest = MAX_MOVE_DELTA / move_scale
-                    raise ConfigError(scheme.file, f"encoding.{key}", f"faster than Doom can move at frame skip "
-                                      f"{config.frame_skip}", getattr(encoding, key), f"at most {fastest:.3g}")
+                    raise ConfigError(scheme.file, f"encoding.{key}", "faster than Doom can move at frame "
+                                      f"skip {config.frame_skip}", getattr(encoding, key),
+                                      f"at most {fastest:.3g}")
 
             def encode_camera(action: np.ndarray) -> tuple[list[float], np.ndarray]:
                 forward, strafe, yaw, use = np.clip(action, low, high).tolist()
@@ -250,10 +253,10 @@ class DoomEnv:
                 return [float(forward_delta), float(strafe_delta), yaw * yaw_scale, pressed], applied
 
             return [CAMERA_BUTTONS[n] for n in names], encode_camera
-        raise ConfigError(scheme.file, "encoding.type", "the Doom engine cannot play this encoding", encoding.type,
-                          "keys, camera")
+        raise ConfigError(scheme.file, "encoding.type", "the Doom engine cannot play this encoding",
+                          encoding.type, "keys, camera")
 
-    # -- the Env interface ------------------------------------------------------------------------------------------
+    # -- the Env interface -----------------------------------------------------------------------------------
 
     @property
     def resolution(self) -> tuple[int, int]:
@@ -319,6 +322,7 @@ def _import_vizdoom() -> Any:
     try:
         import vizdoom
     except ImportError:
-        raise WorldsimError("recording from Doom needs the vizdoom package: pip install 'worldsim[train]'") from None
+        raise WorldsimError("recording from Doom needs the vizdoom package: "
+                            "pip install 'worldsim[train]'") from None
     return vizdoom
 

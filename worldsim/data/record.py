@@ -12,6 +12,7 @@ an interrupted recording keeps every finished episode and leaves no half-written
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -83,39 +84,60 @@ def record(env: Env, policy: Policy, out: str | Path, *, episodes: int, steps: i
     shared = {**env.metadata(), "scheme": scheme.name, "encoding": scheme.encoding_dict(),
               "policy": policy.metadata(), "dataset_seed": seed, "worldsim_version": worldsim.__version__}
 
+    # Finished episodes wait here until their chunks are on disk, so the next episode records meanwhile; they
+    # enter the index in order, each followed by an atomic index save.
+    finished: deque[tuple[EpisodeWriter, str]] = deque()
+
+    def settle(wait: bool) -> None:
+        while finished and (wait or finished[0][0].written):
+            writer, split = finished.popleft()
+            index.episodes.append(writer.finish(split))
+            index.save()
+
     with ChunkWriter(background=background_writes) as chunks, \
             tqdm(total=episodes * (steps + 1), unit="frame", disable=not progress, desc="record") as bar:
-        for episode_id in ids:
-            ep_seed = episode_seed(seed, episode_id)
-            writer = EpisodeWriter(index.root, episode_id, ep_seed, {**shared, "seed": ep_seed, "steps": steps},
-                                   (height, width, 3), len(no_op), scheme.encoding.frame_vectors, chunks,
-                                   chunk_frames)
-            stop = False
-            try:
-                frame, pose = env.reset(ep_seed)
-                policy.reset(ep_seed)
-                writer.append(frame, no_op, pose)
-                for _ in range(steps):
-                    try:
-                        action = policy.act(frame, pose)
-                    except StopRecording:
-                        stop = True
-                        break
-                    frame, pose, info = env.step(action)
-                    if info.done:  # the engine ended the episode during this step: there is no new frame
-                        break
-                    writer.append(frame, info.action, pose)
-                    if writer.frames % PROGRESS_EVERY == 0:
-                        bar.update(PROGRESS_EVERY)
-            except BaseException:
-                writer.abort()
-                raise
-            bar.update(writer.frames % PROGRESS_EVERY)
-            if writer.frames >= 2:  # a single frame has no transition to learn from
-                index.episodes.append(writer.finish(splits[episode_id]))
-                index.save()
-            else:
-                writer.abort()
-            if stop:
-                break
+        try:
+            for episode_id in ids:
+                ep_seed = episode_seed(seed, episode_id)
+                writer = EpisodeWriter(index.root, episode_id, ep_seed, {**shared, "seed": ep_seed, "steps": steps},
+                                       (height, width, 3), len(no_op), scheme.encoding.frame_vectors, chunks,
+                                       chunk_frames)
+                try:
+                    stop = _play_episode(env, policy, writer, ep_seed, steps, no_op, bar)
+                except BaseException:
+                    writer.abort()  # a partial episode is dropped, never indexed
+                    raise
+                if writer.frames >= 2:  # a single frame has no transition to learn from
+                    writer.end()
+                    finished.append((writer, splits[episode_id]))
+                else:
+                    writer.abort()
+                settle(wait=False)
+                if stop:
+                    break
+        finally:
+            settle(wait=True)  # finished episodes are kept even when recording stops on an error or Ctrl-C
     return index
+
+
+def _play_episode(env: Env, policy: Policy, writer: EpisodeWriter, seed: int, steps: int, no_op: np.ndarray,
+                  bar: tqdm) -> bool:
+    """One episode into `writer`; returns True when the player asked to stop recording."""
+    frame, pose = env.reset(seed)
+    policy.reset(seed)
+    writer.append(frame, no_op, pose)
+    stop = False
+    for _ in range(steps):
+        try:
+            action = policy.act(frame, pose)
+        except StopRecording:
+            stop = True
+            break
+        frame, pose, info = env.step(action)
+        if info.done:  # the engine ended the episode during this step: there is no new frame
+            break
+        writer.append(frame, info.action, pose)
+        if writer.frames % PROGRESS_EVERY == 0:
+            bar.update(PROGRESS_EVERY)
+    bar.update(writer.frames % PROGRESS_EVERY)
+    return stop

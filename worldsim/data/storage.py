@@ -1,6 +1,7 @@
-"""Episode storage: chunked, compressed episodes written atomically, and one `index.json` per dataset directory.
+"""Episode storage: chunked, compressed episodes written atomically, and one `index.json` per dataset folder.
 
-Alignment (everything downstream relies on it; tests/data/test_episode_storage.py and test_doom_env.py check it):
+Alignment (everything downstream relies on it; tests/data/test_episode_storage.py and test_doom_env.py
+check it):
     frames[0]      the frame right after reset
     actions[t]     for t >= 1, the action applied to go from frames[t-1] to frames[t]; actions[0] is the no-op
                    (all zeros), since nothing led to the first frame
@@ -10,18 +11,18 @@ So the model predicting frame t is conditioned on actions[t], and a yaw command 
 between t-1 and t, never between t and t+1.
 
 A dataset directory:
-    index.json             dataset info (engine, resolution, frame skip, scheme encoding) and, per episode, its
-                           frames, split (train/val), seed, metadata and chunk files. The truth about what exists.
-    ep000000-c000.npz ...  episode 0, chunk 0: a standard .npz (a zip that `np.load` reads, no pickle) holding
+    index.json             dataset info (engine, resolution, frame skip, scheme encoding) and, per episode,
+                           its frames, split (train/val), seed, metadata and chunk files: what exists.
+    ep000000-c000.npz ...  episode 0, chunk 0: a standard .npz (a zip that `np.load` reads, no pickle) of
                            frames uint8 (T, H, W, 3), actions float32 (T, A), conditions float32 (T, F),
-                           poses float32 (T, 3) and meta (UTF-8 JSON bytes: the episode's metadata and the chunk's
-                           place in it). Deflate level 1: fast enough to record at engine speed, and the zip's
-                           CRC-32 catches corruption on read.
+                           poses float32 (T, 3) and meta (UTF-8 JSON bytes: the episode's metadata and the
+                           chunk's place in it). Deflate level 1: fast enough to record at engine speed, and
+                           the zip's CRC-32 catches corruption on read.
     latents/               latent caches (worldsim/data/dataset.py)
 
-Every file is written atomically (temporary file in the same folder, fsync, `os.replace`): a crash or kill leaves
-either the old file or the new one, never half of one, and temporary files (`.*.tmp`) are never read. Chunks are
-written before the index that lists them. Reading skips corrupt, truncated or missing chunks with a
+Every file is written atomically (temporary file in the same folder, fsync, `os.replace`): a crash or kill
+leaves either the old file or the new one, never half of one, and temporary files (`.*.tmp`) are never read.
+Chunks are written before the index that lists them. Reading skips corrupt, truncated or missing chunks with a
 `CorruptDataWarning` naming the file, so one bad file never stops a training run.
 """
 
@@ -52,8 +53,9 @@ SPLITS = ("train", "val")
 ARRAYS = ("frames", "actions", "conditions", "poses")
 POSE_DIM = 3
 DEFAULT_CHUNK_FRAMES = 512  # 512 frames at 160x120 = 29 MB raw, a few MB on disk
-COMPRESS_LEVEL = 1  # deflate level: ~2.8k frames/s per core at 160x120; level 6 compresses 1.3x better, 4x slower
-MAX_PENDING_CHUNKS = 2  # chunks queued for the writer thread before the recorder waits (bounds memory)
+COMPRESS_LEVEL = 1  # deflate: ~2.8k frames/s per core at 160x120; level 6 is 1.3x smaller but 4x slower
+WRITE_THREADS = 2  # deflate runs without the GIL: two chunks compress at once while the engine renders
+MAX_PENDING_CHUNKS = 4  # chunks in flight before the recorder waits (bounds memory: ~30 MB each at 160x120)
 LOAD_THREADS = 2  # zlib releases the GIL, so decompression of several chunks runs in parallel
 
 
@@ -65,11 +67,11 @@ class CorruptDataWarning(UserWarning):
     """A data file was skipped because it is corrupt; training goes on without it."""
 
 
-# -- atomic files -----------------------------------------------------------------------------------------------------
+# -- atomic files --------------------------------------------------------------------------------------------
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write `path` via `write(file)` so that readers see the old file or the complete new one, nothing between."""
+    """Write `path` via `write(file)`: readers see the old file or the complete new one, nothing between."""
     path = Path(path)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
@@ -103,7 +105,7 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
     atomic_write(path, lambda f: f.write(text))
 
 
-# -- chunks -----------------------------------------------------------------------------------------------------------
+# -- chunks --------------------------------------------------------------------------------------------------
 
 
 def write_chunk(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> int:
@@ -114,7 +116,8 @@ def write_chunk(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str,
             for name, array in arrays.items():
                 with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
-            zf.writestr("meta.npy", _npy_bytes(np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)))
+            meta_bytes = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+            zf.writestr("meta.npy", _npy_bytes(meta_bytes))
 
     atomic_write(path, write)
     return Path(path).stat().st_size
@@ -140,7 +143,8 @@ def read_chunk(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]
         raise
     except FileNotFoundError:
         raise CorruptDataError(f"{path}: file missing") from None
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, UnicodeDecodeError) as err:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
+            UnicodeDecodeError) as err:
         raise CorruptDataError(f"{path}: unreadable or truncated ({type(err).__name__}: {err})") from None
     _check_arrays(path, arrays)
     if not isinstance(meta, dict):
@@ -152,23 +156,26 @@ def _check_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     frames, actions, conditions, poses = (arrays[k] for k in ARRAYS)
     length = len(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise CorruptDataError(f"{path}: frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+        raise CorruptDataError(f"{path}: frames must be uint8 (T, H, W, 3), got {frames.dtype} "
+                               f"{frames.shape}")
     for name, array in (("actions", actions), ("conditions", conditions), ("poses", poses)):
         if array.dtype != np.float32 or array.ndim != 2 or len(array) != length:
-            raise CorruptDataError(f"{path}: {name} must be float32 ({length}, n), got {array.dtype} {array.shape}")
+            raise CorruptDataError(f"{path}: {name} must be float32 ({length}, n), got {array.dtype} "
+                                   f"{array.shape}")
     if poses.shape[1] != POSE_DIM:
         raise CorruptDataError(f"{path}: poses must have {POSE_DIM} columns, got {poses.shape[1]}")
 
 
 class ChunkWriter:
-    """Compresses and writes chunks on a background thread, so the engine keeps running meanwhile.
+    """Compresses and writes chunks on background threads, so the engine keeps running meanwhile.
 
-    At most `MAX_PENDING_CHUNKS` wait in line; `submit` blocks beyond that, which bounds memory. An error in the
-    thread comes back from the next `submit` / `wait` call.
+    At most `MAX_PENDING_CHUNKS` are in flight; `submit` blocks beyond that, which bounds memory. An error in
+    a thread comes back from the next `submit` / `wait` call (or from the chunk's future).
     """
 
     def __init__(self, background: bool = True):
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="worldsim-chunks") if background else None
+        self._pool = (ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="worldsim-chunks")
+                      if background else None)
         self._pending: deque[Future] = deque()
 
     def submit(self, path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Future:
@@ -200,7 +207,7 @@ class ChunkWriter:
         self.close()
 
 
-# -- the index --------------------------------------------------------------------------------------------------------
+# -- the index -----------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -227,9 +234,9 @@ class EpisodeEntry:
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> EpisodeEntry:
+        files = [ChunkFile(str(f["name"]), int(f["frames"]), int(f["bytes"])) for f in data["files"]]
         return EpisodeEntry(int(data["id"]), int(data["frames"]), str(data["split"]), int(data["seed"]),
-                            [ChunkFile(str(f["name"]), int(f["frames"]), int(f["bytes"])) for f in data["files"]],
-                            dict(data.get("metadata", {})))
+                            files, dict(data.get("metadata", {})))
 
 
 @dataclass
@@ -271,7 +278,8 @@ class DatasetIndex:
         root = Path(root)
         path = root / INDEX_FILE
         if not root.is_dir():
-            raise WorldsimError(f"no dataset directory {root}; record one with `worldsim record --out {root}`")
+            raise WorldsimError(f"no dataset directory {root}; record one with "
+                                f"`worldsim record --out {root}`")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -305,7 +313,7 @@ def assign_splits(episode_ids: list[int], val_fraction: float, seed: int) -> dic
     return {i: ("val" if i in val else "train") for i in episode_ids}
 
 
-# -- writing and reading episodes -------------------------------------------------------------------------------------
+# -- writing and reading episodes ----------------------------------------------------------------------------
 
 
 def chunk_name(episode_id: int, chunk: int) -> str:
@@ -314,7 +322,8 @@ def chunk_name(episode_id: int, chunk: int) -> str:
 
 class EpisodeWriter:
     """Streams one episode into chunk files: `append` per frame (a few array copies), chunks written in the
-    background by a shared `ChunkWriter`, `finish` returns the index entry once every chunk is on disk."""
+    background by a shared `ChunkWriter`; `end` submits the last chunk, `finish` returns the index entry once
+    every chunk is on disk (`written` says whether that would block)."""
 
     def __init__(self, root: Path, episode_id: int, seed: int, metadata: dict[str, Any],
                  frame_shape: tuple[int, int, int], action_dim: int,
@@ -355,13 +364,22 @@ class EpisodeWriter:
             return
         name = chunk_name(self.id, len(self._files))
         actions = self._actions[:n]
-        arrays = {"frames": self._frames[:n], "actions": actions,
-                  "conditions": np.asarray(self._conditions(actions), dtype=np.float32), "poses": self._poses[:n]}
+        conditions = np.asarray(self._conditions(actions), dtype=np.float32)
+        arrays = {"frames": self._frames[:n], "actions": actions, "conditions": conditions,
+                  "poses": self._poses[:n]}
         meta = {"format": FORMAT, "version": FORMAT_VERSION, "episode": self.id, "chunk": len(self._files),
                 "start": self._start, "frames": n, "seed": self.seed, "metadata": self.metadata}
         self._files.append((name, n, self._writer.submit(self.root / name, arrays, meta)))
         self._start += n
         self._new_buffers()
+
+    def end(self) -> None:
+        """No more frames: hand the last partial chunk to the writer."""
+        self._flush()
+
+    @property
+    def written(self) -> bool:
+        return all(future.done() for _, _, future in self._files)
 
     def finish(self, split: str = "train") -> EpisodeEntry:
         self._flush()
@@ -369,7 +387,7 @@ class EpisodeWriter:
         return EpisodeEntry(self.id, self._start, split, self.seed, files, self.metadata)
 
     def abort(self) -> None:
-        """Drop the episode: wait for chunks in flight, then delete every chunk it wrote (none is indexed yet)."""
+        """Drop the episode: wait for chunks in flight, then delete every chunk it wrote (none is indexed)."""
         for name, _, future in self._files:
             try:
                 future.result()
@@ -405,8 +423,9 @@ def read_episode(root: str | Path, entry: EpisodeEntry) -> Episode:
         arrays, meta = read_chunk(path)
         place = (meta.get("episode"), meta.get("chunk"), meta.get("start"))
         if place != (entry.id, number, start) or len(arrays["frames"]) != chunk.frames:
-            raise CorruptDataError(f"{path}: holds episode/chunk/start {place} with {len(arrays['frames'])} frames,"
-                                   f" the index expects {(entry.id, number, start)} with {chunk.frames}")
+            expected = (entry.id, number, start)
+            raise CorruptDataError(f"{path}: holds episode/chunk/start {place} with {len(arrays['frames'])} "
+                                   f"frames, the index expects {expected} with {chunk.frames}")
         if parts and any(arrays[k].shape[1:] != parts[0][k].shape[1:] for k in ARRAYS):
             raise CorruptDataError(f"{path}: array shapes differ from the episode's first chunk")
         parts.append(arrays)

@@ -23,7 +23,7 @@ from typing import Any
 
 import pygame
 
-from worldsim.config import ASSETS_DIR, ConfigError, from_dict, load_yaml
+from worldsim.config import ASSETS_DIR, ConfigError, from_dict, load_yaml, rng
 from worldsim.input.sources import Command
 from worldsim.input.state import GAMEPAD_AXES, GAMEPAD_BUTTONS, KEY_NAMES, MOUSE_BUTTONS, ControllerState
 
@@ -36,11 +36,11 @@ TRIGGERS = ("trigger_left", "trigger_right")
 
 @dataclass(frozen=True)
 class Segment:
-    frames: int = field(metadata={"range": (1, MAX_SEGMENT_FRAMES)})
+    frames: int = field(metadata=rng(1, MAX_SEGMENT_FRAMES))
     keys: tuple[str, ...] = ()
-    mouse: tuple[float, float] = field(default=(0.0, 0.0), metadata={"range": (-MAX_MOUSE_PIXELS, MAX_MOUSE_PIXELS)})
+    mouse: tuple[float, float] = field(default=(0.0, 0.0), metadata=rng(-MAX_MOUSE_PIXELS, MAX_MOUSE_PIXELS))
     mouse_buttons: tuple[str, ...] = ()
-    axes: dict[str, float] = field(default_factory=dict, metadata={"range": (-1.0, 1.0)})
+    axes: dict[str, float] = field(default_factory=dict, metadata=rng(-1.0, 1.0))
     buttons: tuple[str, ...] = ()
 
     def state(self) -> ControllerState:

@@ -61,6 +61,19 @@ def average_gradients(module: nn.Module) -> None:
         offset += g.numel()
 
 
+def assert_in_sync(module: nn.Module, name: str) -> None:
+    """Fail loudly if the ranks' weights have diverged (they must be bit-identical under data parallelism)."""
+    if not dist.is_initialized():
+        return
+    flat = torch.cat([p.detach().reshape(-1).double().cpu() for p in module.parameters()])
+    gathered = [torch.empty_like(flat) for _ in range(world_size())]
+    dist.all_gather(gathered, flat)
+    if any(not torch.equal(gathered[0], g) for g in gathered[1:]):
+        raise RuntimeError(f"{name}: weights differ between ranks; data-parallel training has diverged")
+    if is_main():
+        print(f"{name}: weights identical on all {world_size()} ranks", flush=True)
+
+
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

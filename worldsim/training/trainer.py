@@ -134,6 +134,8 @@ class Trainer:
             bar.close()
         if self.step == self.steps and not self.checkpoint_dir.exists():
             self.save()  # zero-step stages still leave a checkpoint for the next stage
+        for name, module in self.modules.items():
+            distributed.assert_in_sync(module, f"{self.stage}/{name}")
         distributed.barrier()
         return self.checkpoint_dir
 

@@ -1,0 +1,197 @@
+"""`worldsim play` (and `python run_game.py`): play a world in a window, or headless to a recording.
+
+    worldsim play                                    the shipped world, keyboard/mouse/gamepad, in a window
+    worldsim play --checkpoint DIR --scheme keys     another world, other controls
+    worldsim play --checkpoint DIR --headless --frames 240 --input scripted:FILE --record out.mp4 --stats s.json
+    worldsim play --checkpoint DIR --headless --input replay:out.actions.jsonl   same frames again, checked
+
+Everything is checked before the window opens (files, names, checkpoint, scheme against the checkpoint, profile
+keys against the scheme), so a mistake is one line naming what is wrong, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from worldsim.errors import WorldsimError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "doom-camera"
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=Path, default=None, metavar="DIR",
+                        help=f"checkpoint directory (default: {_shown(DEFAULT_CHECKPOINT)})")
+    parser.add_argument("--scheme", default=None, metavar="NAME|PATH",
+                        help="controls to play with (default: the checkpoint's); its encoding must match")
+    parser.add_argument("--input", default=None, metavar="SPEC",
+                        help="keyboard (keys + mouse), gamepad (keys + mouse + pads, hot-plug), scripted, "
+                             "scripted:NAME|FILE, replay:FILE (default: gamepad; headless: scripted)")
+    parser.add_argument("--headless", action="store_true", help="no window (SDL dummy driver); same loop")
+    parser.add_argument("--frames", type=int, default=None, metavar="N", help="stop after N generated frames")
+    parser.add_argument("--record", type=Path, default=None, metavar="OUT.mp4",
+                        help="record the world frames to OUT.mp4 and the actions to OUT.actions.jsonl")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing recording")
+    parser.add_argument("--stats", type=Path, default=None, metavar="FILE",
+                        help="write fps, latency and per-stage times as JSON at the end")
+    parser.add_argument("--seed", type=int, default=None, help="noise seed (default 0; a replay uses its log's)")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="target frame rate (default: the profile's, else the checkpoint's data rate; "
+                             "headless: unthrottled)")
+    parser.add_argument("--profile", default="desktop", metavar="NAME|PATH", help="runtime profile (window, keys)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
+    parser.add_argument("--dtype", default="float32", choices=DTYPES, help="model precision")
+    parser.add_argument("--steps", type=int, default=None, help="sampler steps per frame (default: checkpoint's)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def missing_world_message(path: Path) -> str:
+    return (f"worldsim play: no world to play yet: {_shown(path)} does not exist (the shipped world has not been "
+            "trained on this machine).\n"
+            "  train it:        worldsim train --help   (the shipped recipe trains on a CPU in hours)\n"
+            "  or play another: worldsim play --checkpoint DIR")
+
+
+def run(args: argparse.Namespace) -> int:
+    # 1. everything that needs no model: arguments, output paths, the input source's files
+    from worldsim.input.sources import parse_input_spec
+
+    input_spec = args.input or ("scripted" if args.headless else "gamepad")
+    kind, _ = parse_input_spec(input_spec)
+    _check_numbers(args)
+    if args.record is not None:
+        from worldsim.input.replay import log_path_for
+        from worldsim.runtime.recorder import refuse_existing
+
+        if args.record.suffix.lower() != ".mp4":
+            raise WorldsimError(f"--record {args.record}: recordings are MP4 files; use a name ending in .mp4")
+        refuse_existing([args.record, log_path_for(args.record)], args.overwrite)
+    checkpoint_dir = args.checkpoint
+    if checkpoint_dir is None:
+        if not DEFAULT_CHECKPOINT.is_dir():
+            print(missing_world_message(DEFAULT_CHECKPOINT), file=sys.stderr)
+            return 2
+        checkpoint_dir = DEFAULT_CHECKPOINT
+    if args.headless:
+        os.environ["SDL_VIDEODRIVER"] = "dummy"  # before pygame opens a display
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # the game makes no sound; don't probe sound cards
+
+    from worldsim.input.sources import open_source
+    from worldsim.runtime.profile import load_profile, profile_path
+
+    profile = load_profile(args.profile)
+    source = open_source(input_spec)
+    try:
+        return _play(args, source, kind, checkpoint_dir, profile, profile_path(args.profile))
+    finally:
+        source.close()
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    for name in ("frames", "steps", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise WorldsimError(f"--{name} must be at least 1, got {value}")
+    if args.fps is not None and not 0 < args.fps <= 1000:
+        raise WorldsimError(f"--fps must be in (0, 1000], got {args.fps}")
+
+
+def _play(args, source, kind: str, checkpoint_dir: Path, profile, profile_file: Path) -> int:
+    import torch
+
+    from worldsim import __version__
+    from worldsim.checkpoint import load_checkpoint
+    from worldsim.conditioning.scheme import load_scheme
+    from worldsim.input.replay import ActionLogHeader
+    from worldsim.runtime.loop import GameLoop
+    from worldsim.runtime.profile import check_bindings
+    from worldsim.runtime.recorder import checkpoint_fingerprint, write_json_atomic
+    from worldsim.runtime.session import WorldSession
+
+    # 2. a replay brings its own seed, scheme, steps and thread count (floating-point sums depend on threads)
+    replayed: ActionLogHeader | None = getattr(source, "header", None) if kind == "replay" else None
+    seed = args.seed if args.seed is not None else (replayed.seed if replayed else 0)
+    scheme_spec = args.scheme or (replayed.scheme if replayed else None)
+    steps = args.steps or (replayed.steps if replayed else None)
+    threads = args.threads or (replayed.threads if replayed and replayed.threads else None)
+    if threads:
+        torch.set_num_threads(threads)
+    device, dtype = _device(args.device), getattr(torch, args.dtype)
+
+    # 3. the world: checkpoint, scheme (checked against the checkpoint by the session), profile keys vs scheme
+    checkpoint = load_checkpoint(checkpoint_dir)
+    scheme = load_scheme(scheme_spec) if scheme_spec else None
+    session = WorldSession(checkpoint, scheme, device=device, dtype=dtype, seed=seed, steps=steps)
+    if checkpoint.start_frames is None or len(checkpoint.start_frames) == 0:
+        raise WorldsimError(f"{checkpoint_dir}: this checkpoint has no start frames (start_frames.safetensors), "
+                            "so there is nothing to start playing from")
+    check_bindings(profile, session.scheme, profile_file)
+    if args.headless and args.frames is None and source.length is None:
+        raise WorldsimError(f"--headless with --input {source.label.split(':')[0]} never ends by itself; "
+                            "pass --frames N")
+    fingerprint = checkpoint_fingerprint(checkpoint.path)
+    if replayed and replayed.checkpoint != fingerprint:
+        print(f"worldsim play: note: {source.log.path} was recorded with checkpoint {replayed.checkpoint}, this is "
+              f"{fingerprint}: frames will differ from the recording", file=sys.stderr)
+
+    # 4. play
+    data_fps = checkpoint.config.fps
+    fps = args.fps or (None if args.headless else profile.target_fps or data_fps)
+    header = ActionLogHeader(
+        scheme=scheme_spec or checkpoint.config.scheme, encoding=session.scheme.encoding_dict(), seed=seed,
+        steps=session.steps, checkpoint=fingerprint, checkpoint_path=str(checkpoint_dir), device=str(device),
+        dtype=args.dtype, threads=torch.get_num_threads(), fps=fps or data_fps, worldsim=__version__,
+        torch=torch.__version__)
+    loop = GameLoop(session, source, profile, header, fps=fps, max_frames=args.frames, record_path=args.record,
+                    overwrite=args.overwrite, video_fps=args.fps or profile.target_fps or data_fps,
+                    title=f"worldsim - {Path(checkpoint_dir).name}")
+    stats = loop.run()
+    stats.update(checkpoint=str(checkpoint_dir), checkpoint_id=fingerprint, scheme=session.scheme.name, seed=seed,
+                 steps=session.steps, device=str(device), dtype=args.dtype, threads=torch.get_num_threads(),
+                 headless=bool(args.headless))
+    if args.stats is not None:
+        write_json_atomic(args.stats, stats)
+    return _report(stats)
+
+
+def _device(name: str):
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise WorldsimError(f"--device {name!r}: not a torch device; allowed: cpu, cuda, cuda:N, mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise WorldsimError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return device
+
+
+def _report(stats: dict) -> int:
+    """One summary line (plus recordings and the replay check); exit 1 when a replay was not bit-exact."""
+    print(f"worldsim play: {stats['frames']} frames, {stats['fps']:.1f} fps, latency p50 "
+          f"{stats['latency_ms']['p50']:.1f} ms / p95 {stats['latency_ms']['p95']:.1f} ms "
+          f"(generate {stats['stage_ms']['generate']:.1f} ms, decode {stats['stage_ms']['decode']:.1f} ms)")
+    for path in stats["recordings"]:
+        print(f"worldsim play: recorded {path}")
+    replay = stats.get("replay")
+    if replay is None:
+        return 0
+    if replay["bit_exact"]:
+        print(f"worldsim play: replay bit-exact: {replay['frames_checked']} of {replay['frames_checked']} frames "
+              "identical to the recording")
+        return 0
+    print(f"worldsim play: replay differs: {replay['mismatches']} of {replay['frames_checked']} frames, from frame "
+          f"{replay['first_mismatch']} (same checkpoint, seed, device and threads are needed for identical frames)",
+          file=sys.stderr)
+    return 1

@@ -1,0 +1,124 @@
+"""Runtime profiles: how the game presents itself (window, frame rate, HUD, system keys), from YAML.
+
+A profile (assets/profiles/desktop.yaml, kiosk.yaml, ...) never touches the world's controls: those belong to the
+scheme. The system keys it binds (pause, reset, quit...) must therefore stay off the scheme's keys and pad buttons,
+and `check_bindings` refuses a profile that would steal one, saying which key and what each side uses it for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from worldsim.config import ASSETS_DIR, ConfigError, load, rng
+from worldsim.conditioning.scheme import Scheme
+from worldsim.input.sources import Command
+from worldsim.input.state import GAMEPAD_BUTTONS, KEY_NAMES
+
+PROFILES_DIR = ASSETS_DIR / "profiles"
+DEFAULT_PROFILE = "desktop"
+
+
+@dataclass(frozen=True)
+class KeyBindings:
+    """System commands -> keyboard key names (as `pygame.key.name` gives them)."""
+
+    quit: tuple[str, ...] = ("escape",)
+    pause: tuple[str, ...] = ("p",)
+    step: tuple[str, ...] = ("n",)  # one frame while paused
+    reset: tuple[str, ...] = ("r", "backspace")
+    record: tuple[str, ...] = ("f5",)
+    hud: tuple[str, ...] = ("f1", "h")
+    fullscreen: tuple[str, ...] = ("f11",)
+
+
+@dataclass(frozen=True)
+class ButtonBindings:
+    """System commands -> gamepad buttons, so a pad-only player can pause and reset too."""
+
+    quit: tuple[str, ...] = ()
+    pause: tuple[str, ...] = ("start",)
+    step: tuple[str, ...] = ()
+    reset: tuple[str, ...] = ("back",)
+    record: tuple[str, ...] = ()
+    hud: tuple[str, ...] = ()
+    fullscreen: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str = "desktop"
+    window_scale: int = field(default=4, metadata=rng(1, 16))  # window size = world frame size x this
+    fullscreen: bool = False
+    smooth_scaling: bool = True  # bilinear upscaling; false = nearest neighbour (crisp pixels)
+    target_fps: float | None = field(default=None, metadata=rng(1.0, 1000.0))  # None: the checkpoint's data rate
+    hud: bool = True  # shown at start; toggled with the hud keys
+    hud_font_size: int = field(default=16, metadata=rng(6, 96))
+    hud_refresh_s: float = field(default=0.25, metadata=rng(0.02, 10.0))  # numbers change slowly enough to read
+    notice_s: float = field(default=3.0, metadata=rng(0.1, 60.0))  # how long a notice (gamepad plugged...) stays
+    capture_mouse: bool = False  # grab and hide the pointer (mouse-look); escape still quits
+    record_dir: str = "recordings"  # where the record key writes when no --record path was given
+    record_scale: int = field(default=1, metadata=rng(1, 16))  # MP4 = world frames x this (nearest neighbour)
+    record_crf: int = field(default=18, metadata=rng(0, 51))  # x264 quality: lower is better and larger
+    keys: KeyBindings = field(default_factory=KeyBindings)
+    buttons: ButtonBindings = field(default_factory=ButtonBindings)
+
+
+def shipped_profiles() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(PROFILES_DIR.glob("*.yaml"))}
+
+
+def profile_path(name_or_path: str | Path = DEFAULT_PROFILE) -> Path:
+    """The file of a shipped profile name (`desktop`, `kiosk`) or of a path to a profile YAML."""
+    registry = shipped_profiles()
+    path = registry.get(str(name_or_path)) or Path(name_or_path)
+    if not path.is_file():
+        raise ConfigError(path, "", "no such profile file or shipped profile name", str(name_or_path),
+                          ", ".join(registry) + ", or a path to a .yaml file")
+    return path
+
+
+def load_profile(name_or_path: str | Path = DEFAULT_PROFILE) -> Profile:
+    """A profile by name or path; key and button names are validated at load time."""
+    path = profile_path(name_or_path)
+    profile = load(Profile, path)
+    _check_names(profile, path)
+    return profile
+
+
+def _check_names(profile: Profile, file: object) -> None:
+    for section, allowed in (("keys", KEY_NAMES), ("buttons", frozenset(GAMEPAD_BUTTONS))):
+        seen: dict[str, str] = {}
+        for command, names in _table(getattr(profile, section)).items():
+            for name in names:
+                if name not in allowed:
+                    raise ConfigError(file, f"{section}.{command}", "unknown name", name,
+                                      ", ".join(sorted(allowed)))
+                if name in seen and seen[name] != command:
+                    raise ConfigError(file, f"{section}.{command}", f"'{name}' is already bound to {seen[name]}",
+                                      allowed="each key or button bound to one command")
+                seen[name] = command
+
+
+def _table(bindings: KeyBindings | ButtonBindings) -> dict[str, tuple[str, ...]]:
+    return {f.name: getattr(bindings, f.name) for f in fields(bindings)}
+
+
+def check_bindings(profile: Profile, scheme: Scheme, file: object = None) -> None:
+    """Refuse a profile whose system keys or buttons the scheme also uses for controlling the world."""
+    controls = scheme.controls.config
+    for section, used in (("keys", controls.keys), ("buttons", controls.buttons)):
+        for command, names in _table(getattr(profile, section)).items():
+            for name in names:
+                if name in used:
+                    targets = ", ".join(used[name])
+                    raise ConfigError(file or f"profile '{profile.name}'", f"{section}.{command}",
+                                      f"'{name}' is a system key here ({command}) but scheme '{scheme.name}' uses it "
+                                      f"for {targets}; bind {command} to another {section[:-1]} or remap the scheme")
+
+
+def command_table(profile: Profile) -> tuple[dict[str, Command], dict[str, Command]]:
+    """(key name -> command, pad button name -> command): the loop's per-event lookups."""
+    keys = {name: Command(command) for command, names in _table(profile.keys).items() for name in names}
+    buttons = {name: Command(command) for command, names in _table(profile.buttons).items() for name in names}
+    return keys, buttons
