@@ -22,11 +22,12 @@ def step_frame(generator: Generator, cache: KVCache, recycled: torch.Tensor, fra
     aug = recycled.new_zeros(batch) if aug is None else aug
     if steps == 1:  # the hot path of play: one evaluation, x0 = noise - v
         t = recycled.new_ones(batch)
-        return noise - generator.step(noise, recycled, token_cond, frame_cond, t, aug, cache)
+        return generator.to_frame(noise - generator.step(noise, recycled, token_cond, frame_cond, t, aug, cache),
+                                  recycled)
     times = sampler_times(steps, shift).tolist()
     x = noise
     for i in range(steps):  # Euler from t = 1 to 0; the last evaluation's K/V stay in the cache
         t = recycled.new_full((batch,), times[i])
         v = generator.step(x, recycled, token_cond, frame_cond, t, aug, cache, advance=i == steps - 1)
         x = x + (times[i + 1] - times[i]) * v
-    return x
+    return generator.to_frame(x, recycled)

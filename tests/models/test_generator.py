@@ -83,3 +83,28 @@ def test_multistep_sampling_keeps_one_cache_entry_per_frame():
                                 steps=4, shift=3.0)
     assert cache.position == 5
     assert torch.isfinite(latent).all()
+
+
+def test_untrained_residual_generator_copies_the_previous_frame():
+    config = GeneratorConfig(latent_channels=4, latent_size=(4, 6), patch=2, frame_cond_dim=3, token_cond_channels=0,
+                             residual=True, **GENERATOR_PRESETS["tiny"])
+    g = Generator(config).eval()  # zero-initialised output layers
+    previous = torch.randn(1, 4, 4, 6)
+    with torch.no_grad():
+        frame = step_frame(g, g.new_cache(), previous, torch.randn(1, 3), None, torch.randn(1, 4, 4, 6))
+    torch.testing.assert_close(frame, previous)
+
+
+def test_residual_generator_cache_matches_recompute():
+    torch.manual_seed(0)
+    config = GeneratorConfig(latent_channels=4, latent_size=(4, 6), patch=2, frame_cond_dim=3, token_cond_channels=2,
+                             residual=True, **{**GENERATOR_PRESETS["tiny"], "window": 3})
+    g = Generator(config).eval()
+    perturb_(g, scale=0.1)
+    noisy, recycled, tokens, frame, t, aug = random_inputs(frames=6)
+    with torch.no_grad():
+        full = g(noisy, recycled, tokens, frame, t, aug)
+        cache = g.new_cache(batch=2)
+        steps = torch.stack([g.step(noisy[:, i], recycled[:, i], tokens[:, i], frame[:, i], t[:, i], aug[:, i], cache)
+                             for i in range(6)], 1)
+    torch.testing.assert_close(steps, full, atol=1e-5, rtol=1e-4)

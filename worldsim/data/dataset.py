@@ -1,22 +1,24 @@
-"""Training windows: K consecutive frames (or their latents) with the actions and conditions that produced them.
+"""Training windows: K consecutive frames (or latents) with the actions and conditions that produced them.
 
-`WindowDataset` serves pixels for the VAE stage: episodes are decoded once, resized once to the model resolution
-with an area (box) filter and held in memory as uint8 (100k frames at 128x96: 3.7 GB); a batch is one numpy gather
-and one float conversion, no per-frame Python.
+`WindowDataset` serves pixels for the VAE stage: episodes are decoded once, resized once to the model
+resolution with an area (box) filter and held in memory as uint8 (N, 3, H, W) (100k frames at 128x96:
+3.7 GB); a batch is one numpy gather and one float conversion, no per-frame Python.
 
-`LatentCache` encodes every frame once with a checkpoint's VAE and stores float16 latents (with the actions and
-poses, so training never decompresses a frame again) under `<dataset>/latents/<key>-<hash>/`, one file per episode,
-written atomically. The key names the VAE (e.g. its checkpoint id): a different VAE or resolution gets its own
-folder, and an episode whose chunk files changed is encoded again. `LatentWindowDataset` serves windows of them.
+`LatentCache` encodes every frame once with a checkpoint's VAE and stores float16 latents (with the actions
+and poses, so training never decompresses a frame again) in `<dataset>/latents/<key>-<hash>/`, one file per
+episode, written atomically. The key names the VAE (e.g. its checkpoint id): another VAE or resolution gets
+its own folder, and an episode whose chunk files changed is encoded again. `LatentWindowDataset` serves
+windows of them.
 
-Both return, for a batch of B windows of K frames (alignment as in storage.py: conditions[:, t] produced frame t):
-    frames       float32 (B, K, 3, H, W) in [-1, 1]      (WindowDataset)
-    latents      float32 (B, K, C, h, w)                 (LatentWindowDataset)
-    actions      float32 (B, K, A)                       the scheme's action vectors
-    conditions   float32 (B, K, F)                       the scheme's frame vectors
-    token_maps   float32 (B, K, C_tok, gh, gw)           the scheme's token maps on `grid` (when a grid is set)
-    poses        float32 (B, K, 3)                       [x, y, angle_degrees]
-`dataset[i]` gives one window without the B axis (for a torch DataLoader); `sample(B, rng)` a random batch.
+Both return, for a batch of B windows of K frames (aligned as storage.py says: conditions[:, t] produced
+frame t):
+    frames       float32 (B, K, 3, H, W) in [-1, 1]   (WindowDataset)
+    latents      float32 (B, K, C, h, w)              (LatentWindowDataset)
+    actions      float32 (B, K, A)                    the scheme's action vectors
+    conditions   float32 (B, K, F)                    the scheme's frame vectors
+    token_maps   float32 (B, K, C_tok, gh, gw)        the scheme's token maps on `grid` (when a grid is set)
+    poses        float32 (B, K, 3)                    [x, y, angle_degrees]
+`dataset[i]` is one window without the B axis (for a torch DataLoader); `sample(B, rng)` a random batch.
 """
 
 from __future__ import annotations
@@ -33,26 +35,34 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from worldsim.conditioning import Scheme
 from worldsim.config import ConfigError
-from worldsim.data.storage import (CorruptDataWarning, DatasetIndex, EpisodeEntry, atomic_write,
-                                   atomic_write_json, iter_episodes)
+from worldsim.data.storage import (
+    CorruptDataWarning,
+    DatasetIndex,
+    EpisodeEntry,
+    atomic_write,
+    atomic_write_json,
+    iter_episodes,
+)
 from worldsim.errors import WorldsimError
 
 DEFAULT_RESOLUTION = (128, 96)  # (width, height) of the shipped world's model
 DEFAULT_WINDOW = 9
-RESIZE_BATCH = 512  # frames resized per torch call: big enough to amortise, small enough to stay in cache/RAM
+RESIZE_BATCH = 512  # frames per torch call: amortises the call, bounds the float32 temporaries
 LATENTS_DIR = "latents"
 LATENT_MANIFEST = "manifest.json"
 
 Encoder = Callable[[np.ndarray], Any]  # frames uint8 (N, H, W, 3) -> latents (N, C, h, w), tensor or array
 
 
-def resize_frames(frames: np.ndarray, resolution: tuple[int, int], channels_first: bool = False) -> np.ndarray:
+def resize_frames(frames: np.ndarray, resolution: tuple[int, int],
+                  channels_first: bool = False) -> np.ndarray:
     """uint8 (N, H, W, 3) -> uint8 (N, h, w, 3) at resolution (w, h), or (N, 3, h, w) with `channels_first`.
 
-    Area (box) filter when shrinking, so the fine wall textures do not alias; antialiased bilinear when growing.
+    Area (box) filter when shrinking, so fine wall textures do not alias; antialiased bilinear when growing.
     """
     width, height = resolution
     same = frames.shape[1:3] == (height, width)
@@ -69,7 +79,8 @@ def resize_frames(frames: np.ndarray, resolution: tuple[int, int], channels_firs
                 if shrink:
                     x = F.interpolate(x, size=(height, width), mode="area")
                 else:
-                    x = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+                    x = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True,
+                                      align_corners=False)
                 x = x.round_().clamp_(0, 255).to(torch.uint8)
             out[i : i + RESIZE_BATCH] = (x if channels_first else x.permute(0, 2, 3, 1)).numpy()
     return out
@@ -81,14 +92,14 @@ def to_model_range(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def check_scheme(scheme: Scheme, index: DatasetIndex) -> None:
-    """The scheme must encode actions the way the dataset recorded them (its speeds give actions their meaning)."""
+    """The scheme must encode actions as the dataset recorded them (its speeds give actions their meaning)."""
     recorded = index.info.get("encoding", {})
     mine = scheme.encoding_dict()
     if mine != recorded:
         diffs = [f"{k}: scheme has {mine.get(k)!r}, dataset has {recorded.get(k)!r}"
                  for k in sorted(set(mine) | set(recorded)) if mine.get(k) != recorded.get(k)]
-        raise ConfigError(scheme.file, "encoding", f"scheme '{scheme.name}' does not match the encoding dataset "
-                          f"{index.root} was recorded with ({'; '.join(diffs)})",
+        raise ConfigError(scheme.file, "encoding", f"scheme '{scheme.name}' does not match the encoding "
+                          f"dataset {index.root} was recorded with ({'; '.join(diffs)})",
                           allowed="a scheme with the same encoding (controls may differ)")
 
 
@@ -160,8 +171,8 @@ class WindowDataset(_Windows):
         for episode in iter_episodes(root, split, index):
             n = len(episode)
             if episode.actions.shape[1] != actions.shape[1]:
-                warnings.warn(f"skipping episode {episode.id}: {episode.actions.shape[1]} action values, the scheme "
-                              f"has {actions.shape[1]}", CorruptDataWarning, stacklevel=2)
+                warnings.warn(f"skipping episode {episode.id}: {episode.actions.shape[1]} action values, the "
+                              f"scheme has {actions.shape[1]}", CorruptDataWarning, stacklevel=2)
                 continue
             self.frames[used : used + n] = resize_frames(episode.frames, resolution, channels_first=True)
             actions[used : used + n] = episode.actions
@@ -176,7 +187,7 @@ class WindowDataset(_Windows):
         return {"frames": to_model_range(self.frames[idx])}  # (B, K, 3, H, W)
 
 
-# -- latents ----------------------------------------------------------------------------------------------------------
+# -- latents -------------------------------------------------------------------------------------------------
 
 
 def _cache_dirname(key: str, resolution: tuple[int, int]) -> str:
@@ -220,8 +231,10 @@ class LatentCache:
 
     def is_fresh(self, entry: EpisodeEntry) -> bool:
         known = self.manifest["episodes"].get(str(entry.id))
-        return (known is not None and known["source"] == _source_signature(entry)
-                and self.episode_path(entry.id).is_file())
+        if known is None or known["source"] != _source_signature(entry):
+            return False
+        path = self.episode_path(entry.id)
+        return path.is_file() and path.stat().st_size == known.get("bytes")  # a damaged file is re-encoded
 
     def missing(self, split: str | None = None) -> list[EpisodeEntry]:
         return [e for e in self.index.select(split) if not self.is_fresh(e)]
@@ -233,10 +246,10 @@ class LatentCache:
         if not todo:
             return 0
         self.dir.mkdir(parents=True, exist_ok=True)
-        from tqdm import tqdm
-
+        entries = {e.id: e for e in todo}
         done = 0
-        with tqdm(total=sum(e.frames for e in todo), unit="frame", desc="encode", disable=not progress) as bar:
+        total = sum(e.frames for e in todo)
+        with tqdm(total=total, unit="frame", desc="encode", disable=not progress) as bar:
             for episode in iter_episodes(self.root, index=self.index, entries=todo):
                 frames = resize_frames(episode.frames, self.resolution)
                 latents = np.concatenate([self._encode(encode, frames[i : i + batch_size])
@@ -245,10 +258,13 @@ class LatentCache:
                     raise WorldsimError(f"the encoder returned latents of shape {latents.shape} for "
                                         f"{len(frames)} frames; expected (N, C, h, w)")
                 arrays = {"latents": latents, "actions": episode.actions, "poses": episode.poses}
-                atomic_write(self.episode_path(episode.id), lambda f, a=arrays: np.savez(f, **a))
-                entry = next(e for e in todo if e.id == episode.id)
-                self.manifest["episodes"][str(episode.id)] = {
-                    "frames": len(latents), "shape": list(latents.shape[1:]), "source": _source_signature(entry)}
+                path = self.episode_path(episode.id)
+                atomic_write(path, lambda f, a=arrays: np.savez(f, **a))
+                entry = entries[episode.id]
+                self.manifest["episodes"][str(episode.id)] = {"frames": len(latents),
+                                                              "shape": list(latents.shape[1:]),
+                                                              "bytes": path.stat().st_size,
+                                                              "source": _source_signature(entry)}
                 atomic_write_json(self.dir / LATENT_MANIFEST, self.manifest)  # after each episode: resumable
                 bar.update(len(frames))
                 done += 1
@@ -276,8 +292,8 @@ class LatentCache:
                 with np.load(path, allow_pickle=False) as npz:
                     arrays = {k: npz[k] for k in ("latents", "actions", "poses")}
             except Exception as err:  # noqa: BLE001 - any unreadable cache file is skipped, never fatal
-                warnings.warn(f"skipping episode {entry.id}: unreadable latents {path} ({type(err).__name__}: "
-                              f"{err})", CorruptDataWarning, stacklevel=2)
+                warnings.warn(f"skipping episode {entry.id}: unreadable latents {path} "
+                              f"({type(err).__name__}: {err})", CorruptDataWarning, stacklevel=2)
                 continue
             if not len(arrays["latents"]) == len(arrays["actions"]) == len(arrays["poses"]) == entry.frames:
                 warnings.warn(f"skipping episode {entry.id}: {path} does not hold {entry.frames} frames",
@@ -288,17 +304,19 @@ class LatentCache:
 
 
 class LatentWindowDataset(_Windows):
-    """Windows of cached latents (float16 in memory, float32 per batch); `grid` defaults to the latent grid."""
+    """Windows of cached latents (float16 in memory, float32 per batch); `grid` defaults to the latents'."""
 
     def __init__(self, cache: LatentCache, scheme: Scheme, window: int = DEFAULT_WINDOW,
                  split: str | None = "train", grid: tuple[int, int] | None = None):
         check_scheme(scheme, cache.index)
         episodes = cache.load(split)
         if not episodes:
-            raise WorldsimError(f"no cached latents for split {split!r} in {cache.dir}; build the cache first")
+            raise WorldsimError(f"no cached latents for split {split!r} in {cache.dir}; "
+                                f"build the cache first")
         shapes = {arrays["latents"].shape[1:] for _, arrays in episodes}
         if len(shapes) != 1:
-            raise WorldsimError(f"latents in {cache.dir} have different shapes {sorted(shapes)}; rebuild the cache")
+            raise WorldsimError(f"latents in {cache.dir} have different shapes {sorted(shapes)}; "
+                                f"rebuild the cache")
         self.latents = np.concatenate([a["latents"] for _, a in episodes])  # (N, C, h, w) float16
         actions = np.concatenate([a["actions"] for _, a in episodes])
         poses = np.concatenate([a["poses"] for _, a in episodes])

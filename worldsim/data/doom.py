@@ -16,7 +16,8 @@ Calibration (measured on ViZDoom 1.3.2; tests/data/test_doom_env.py checks it):
     `EPISODE_START_TICS`: the first recorded action already moves the player (the alignment tests rely on it).
 
 ViZDoom writes `_vizdoom.ini` (its config path) and a `_vizdoom/` folder (into the working directory, during
-`init`). Both go to a private temporary folder that `close` removes: recording never litters the user's folder.
+`init`). Both go to a private temporary folder that `close` removes: recording never litters the user's
+folder.
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 
 An engine adapter turns the conditioning scheme's action vector into engine input and gives back
   - frames: uint8 (H, W, 3) RGB, the picture the player saw after the step;
-  - poses: float32 [x, y, angle_degrees], the camera's position in map units and its heading, counter-clockwise
-    from the map's +x axis (so a right turn, yaw > 0 in the camera scheme, lowers the angle).
+  - poses: float32 [x, y, angle_degrees], the camera's position in map units and its heading,
+    counter-clockwise from the map's +x axis (a right turn, yaw > 0 in the camera scheme, lowers the angle).
 
-The interface is deliberately small (reset, step, close, metadata) so a second engine fits in one file: add a module
-with an `Env` class, a frozen config dataclass and a folder of YAML configs, and register it in `ENGINES`.
+The interface is deliberately small (reset, step, close, metadata) so a second engine fits in one file: a
+module with an `Env` class, a frozen config dataclass and a folder of YAML configs, registered in `ENGINES`.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ ENGINES: dict[str, str] = {"doom": "worldsim.data.doom"}
 class StepInfo:
     """What happened during one `Env.step` besides the new frame and pose."""
 
-    done: bool  # the episode ended during this step (level exit, death, timeout): the returned frame is not new
-    action: np.ndarray  # (A,) float32: the action the engine really applied, in the scheme's units (after clipping
-    # to the controls' ranges and rounding to what the engine can represent); this is what gets recorded
+    done: bool  # the episode ended during this step (level exit, death, timeout): the frame is not new
+    action: np.ndarray  # (A,) float32: the action the engine really applied, in the scheme's units (clipped
+    # to the controls' ranges, rounded to what the engine can represent); this is what gets recorded
 
 
 class Env(Protocol):
@@ -64,7 +64,7 @@ class Env(Protocol):
         ...
 
     def metadata(self) -> dict[str, Any]:
-        """JSON-safe description stored with every episode: engine, version, map, resolution, frame skip, ..."""
+        """JSON-safe facts stored with every episode: engine, version, map, resolution, frame skip, ..."""
         ...
 
     def close(self) -> None: ...

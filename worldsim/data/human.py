@@ -1,8 +1,8 @@
 """A person plays the real engine in a window while it records: pygame keyboard/mouse -> the scheme's action.
 
 Event handling is a pure state update (`KeyboardMouse.handle`), drawing is a free function (`draw_frame`), and
-`KeyboardPolicy.act` is one turn of the loop: draw the current frame -> flip -> tick -> events -> action. It works
-headless under SDL_VIDEODRIVER=dummy, which is how the tests drive it with synthetic events.
+`KeyboardPolicy.act` is one turn of the loop: draw the current frame -> flip -> tick -> events -> action. It
+works headless under SDL_VIDEODRIVER=dummy, which is how the tests drive it with synthetic events.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def draw_frame(screen: pygame.Surface, frame: np.ndarray) -> None:
     """Blit an (H, W, 3) uint8 RGB frame scaled to fill the window."""
     height, width = frame.shape[:2]
     image = pygame.image.frombuffer(np.ascontiguousarray(frame).tobytes(), (width, height), "RGB")
-    pygame.transform.scale(image, screen.get_size(), screen)
+    screen.blit(pygame.transform.scale(image, screen.get_size()), (0, 0))
 
 
 class KeyboardPolicy:

@@ -1,17 +1,17 @@
 """Exploration policies: scripted players that walk a map the way a person would, for recording training data.
 
-A policy returns the conditioning scheme's action vector each frame. `ExplorePolicy` holds an *intent* (walk, walk
-while turning, turn in place, strafe, back up, stop) for several frames like a person holding keys, then picks the
-next one. Turning is frequent and strong on purpose: the world model must learn that yaw rotates the view. When the
-pose stops changing while it tries to move, it presses USE once (doors open that way in Doom) and, if still stuck,
-turns away. Occasional USE presses on the way open doors it walks into.
+A policy returns the conditioning scheme's action vector each frame. `ExplorePolicy` holds an *intent* (walk,
+walk while turning, turn in place, strafe, back up, stop) for several frames, like a person holding keys, then
+picks the next one. Turning is frequent and strong on purpose: the world model must learn that yaw rotates the
+view. When the pose stops changing while it tries to move, it presses USE once (doors open that way in Doom)
+and, if still stuck, turns away. Occasional USE presses on the way open the doors it walks into.
 
 The intent is a target (forward, strafe, yaw) in [-1, 1]:
-  - camera scheme: the command eases towards the target each frame and carries a little Ornstein-Uhlenbeck jitter,
-    so analog values vary smoothly and cover magnitudes, not just +-1;
-  - keys scheme: the target's signs become held keys (multi-hot), so key presses persist for the whole intent.
-Everything is drawn from one `numpy.random.Generator` seeded in `reset(seed)`: the same seed gives the same actions
-for the same poses.
+  - camera scheme: the command eases towards the target each frame and carries a little Ornstein-Uhlenbeck
+    jitter, so analog values vary smoothly and cover many magnitudes, not just +-1;
+  - keys scheme: the target's signs become held keys (multi-hot), so presses last for the whole intent.
+Everything is drawn from one `numpy.random.Generator` seeded in `reset(seed)`: the same seed gives the same
+actions for the same poses.
 """
 
 from __future__ import annotations
@@ -26,11 +26,13 @@ from worldsim.conditioning import Scheme
 from worldsim.config import rng, to_dict
 
 INTENTS = ("walk", "walk_turn", "turn", "strafe", "back", "stop")
-DEFAULT_INTENT_WEIGHTS = {"walk": 0.35, "walk_turn": 0.25, "turn": 0.15, "strafe": 0.1, "back": 0.05, "stop": 0.1}
-UNSTICK_TURN_FRAMES = (12, 40)  # a stuck explorer turns away this many frames (at |yaw| >= 0.6: 30-160 degrees)
-KEY_THRESHOLD = 0.2  # |target| above which the keys scheme holds the key: small yaw drift while walking is no key
+DEFAULT_INTENT_WEIGHTS = {"walk": 0.35, "walk_turn": 0.25, "turn": 0.15, "strafe": 0.1, "back": 0.05,
+                          "stop": 0.1}
+UNSTICK_TURN_FRAMES = (12, 40)  # a stuck explorer turns away this long (camera scheme: 30-160 degrees)
+KEY_THRESHOLD = 0.2  # |target| from which the keys scheme holds a key: slight drift while walking is none
+CAMERA_AXES = ("forward", "strafe", "yaw", "use")
 
-# keys-scheme action name -> (intent axis, sign): axis 0 forward, 1 strafe (+ right), 2 yaw (+ right), 3 use.
+# keys-scheme action -> (intent axis, sign); axes: 0 forward, 1 strafe (+ right), 2 yaw (+ right), 3 use.
 KEY_INTENTS: dict[str, tuple[int, int]] = {
     "forward": (0, 1), "back": (0, -1), "strafe_left": (1, -1), "strafe_right": (1, 1),
     "turn_left": (2, -1), "turn_right": (2, 1), "use": (3, 1),
@@ -57,24 +59,25 @@ class Policy(Protocol):
 
 @dataclass(frozen=True)
 class ExploreConfig:
-    """How the scripted explorer behaves. Frames are recorded frames (frame skip 2: 17.5 per game second)."""
+    """How the scripted explorer behaves. Counts are recorded frames (17.5 per second at frame skip 2)."""
 
     intent_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_INTENT_WEIGHTS))
     hold_min: int = field(default=4, metadata=rng(1, 1000))  # frames an intent is held, drawn uniformly
     hold_max: int = field(default=30, metadata=rng(1, 1000))
-    ease: float = field(default=0.35, metadata=rng(0.01, 1.0))  # per-frame approach to the target (1: jump to it)
-    jitter: float = field(default=0.05, metadata=rng(0.0, 1.0))  # stationary std of the OU noise on analog commands
+    ease: float = field(default=0.35, metadata=rng(0.01, 1.0))  # per-frame approach to the target (1: jump)
+    jitter: float = field(default=0.05, metadata=rng(0.0, 1.0))  # stationary std of the analog OU noise
     jitter_decay: float = field(default=0.8, metadata=rng(0.0, 0.999))  # OU noise kept per frame
-    use_probability: float = field(default=0.02, metadata=rng(0.0, 1.0))  # chance of a USE press on any frame
+    use_probability: float = field(default=0.02, metadata=rng(0.0, 1.0))  # chance of a USE press per frame
     stuck_frames: int = field(default=5, metadata=rng(2, 1000))  # frames of trying to move before judging
-    stuck_distance: float = field(default=2.0, metadata=rng(0.0, 1000.0))  # map units moved in them = stuck
+    stuck_distance: float = field(default=2.0, metadata=rng(0.0, 1000.0))  # moved less in them (map units)
 
     def __post_init__(self) -> None:
         unknown = [k for k in self.intent_weights if k not in INTENTS]
         if unknown:
-            raise ValueError(f"unknown intent {unknown[0]!r} in intent_weights; allowed: {', '.join(INTENTS)}")
-        if any(w < 0 or not math.isfinite(w) for w in self.intent_weights.values()) or \
-                sum(self.intent_weights.values()) <= 0:
+            raise ValueError(f"unknown intent {unknown[0]!r} in intent_weights; "
+                             f"allowed: {', '.join(INTENTS)}")
+        weights = self.intent_weights.values()
+        if any(w < 0 or not math.isfinite(w) for w in weights) or sum(weights) <= 0:
             raise ValueError("intent_weights must be non-negative numbers with a positive sum")
         if self.hold_min > self.hold_max:
             raise ValueError(f"hold_min ({self.hold_min}) must not exceed hold_max ({self.hold_max})")
@@ -89,12 +92,10 @@ class ExplorePolicy:
         self.scheme = scheme
         self.config = config or ExploreConfig()
         names = scheme.control_names
-        if scheme.encoding_config.type == "camera":
-            self._analog = True
-            self._slots = [(names.index(n), axis, 1) for axis, n in enumerate(("forward", "strafe", "yaw", "use"))]
-        else:
-            # keys: every action named like an intent is driven by it; other actions (attack, run) stay released
-            self._analog = False
+        self._analog = scheme.encoding_config.type == "camera"
+        if self._analog:
+            self._slots = [(names.index(n), axis, 1) for axis, n in enumerate(CAMERA_AXES)]
+        else:  # keys: actions named like an intent follow it; others (attack, run) stay released
             self._slots = [(i, *KEY_INTENTS[n]) for i, n in enumerate(names) if n in KEY_INTENTS]
         self._action_dim = len(names)
         weights = np.array([self.config.intent_weights.get(k, 0.0) for k in INTENTS], dtype=np.float64)
@@ -106,36 +107,38 @@ class ExplorePolicy:
 
     def reset(self, seed: int) -> None:
         self._rng = np.random.default_rng(seed)
-        self._target = np.zeros(3)  # (forward, strafe, yaw) this intent aims for
+        self._target = np.zeros(3)  # (forward, strafe, yaw) the current intent aims for
         self._command = np.zeros(3)  # what the analog scheme sends now (eases to the target)
         self._noise = np.zeros(3)
         self._hold = 0  # frames left in the current intent
         self._moves: list[float] = []  # distance moved per frame while trying to move
         self._last_pose: np.ndarray | None = None
-        self._tried_use = False  # the last stuck response was USE: next time turn away
+        self._tried_use = False  # the last stuck response was USE: next time, turn away
 
     def act(self, frame: np.ndarray, pose: np.ndarray) -> np.ndarray:
         c, r = self.config, self._rng
         use = r.random() < c.use_probability
-        # 1. stuck detection: trying to move, but the position has barely changed for `stuck_frames` frames
-        if self._last_pose is not None and max(abs(self._target[0]), abs(self._target[1])) > KEY_THRESHOLD:
+        # 1. stuck: trying to move, but the position barely changed for `stuck_frames` frames
+        trying = max(abs(self._target[0]), abs(self._target[1])) > KEY_THRESHOLD
+        if self._last_pose is not None and trying:
             self._moves.append(float(np.hypot(*(pose[:2] - self._last_pose[:2]))))
         else:
             self._moves.clear()
         self._last_pose = np.array(pose, dtype=np.float64)
-        if len(self._moves) >= c.stuck_frames and sum(self._moves[-c.stuck_frames:]) < c.stuck_distance:
+        if len(self._moves) >= c.stuck_frames and sum(self._moves[-c.stuck_frames :]) < c.stuck_distance:
             self._moves.clear()
-            if self._tried_use:  # USE did not open anything: turn away, a good half-turn
+            if self._tried_use:  # USE opened nothing: turn away
                 self._start("turn", hold=int(r.integers(*UNSTICK_TURN_FRAMES)), strong=True)
-            else:  # maybe a door: press USE and keep pushing
+            else:  # perhaps a door: press USE and keep pushing
                 use, self._tried_use = True, True
         # 2. a new intent when the current one runs out
         if self._hold <= 0:
             self._start(INTENTS[r.choice(len(INTENTS), p=self._intent_p)])
         self._hold -= 1
-        # 3. the command: analog eases towards the target with OU jitter; keys hold the target's signs
+        # 3. the command: analog eases to the target with OU jitter on the active axes; keys hold its signs
         if self._analog:
-            self._noise = c.jitter_decay * self._noise + c.jitter * math.sqrt(1 - c.jitter_decay**2) * r.normal(size=3)
+            kick = c.jitter * math.sqrt(1 - c.jitter_decay**2)
+            self._noise = c.jitter_decay * self._noise + kick * r.normal(size=3)
             self._command += c.ease * (self._target - self._command)
             values = np.clip(self._command + self._noise * (self._target != 0), -1.0, 1.0)
         else:
@@ -148,13 +151,13 @@ class ExplorePolicy:
         return action
 
     def _start(self, intent: str, hold: int | None = None, strong: bool = False) -> None:
-        """Pick the target for a new intent, held for `hold` frames."""
+        """Pick the target of a new intent, held for `hold` frames (drawn when not given)."""
         c, r = self.config, self._rng
         self._hold = hold if hold is not None else int(r.integers(c.hold_min, c.hold_max + 1))
-        side = 1.0 if r.random() < 0.5 else -1.0  # turn/strafe direction: symmetric, so yaw is unbiased
+        side = 1.0 if r.random() < 0.5 else -1.0  # symmetric turns and strafes: yaw stays unbiased
         forward = strafe = yaw = 0.0
         if intent == "walk":
-            forward, yaw = r.uniform(0.4, 1.0), r.normal(0.0, 0.1)  # a person never walks perfectly straight
+            forward, yaw = r.uniform(0.4, 1.0), r.normal(0.0, 0.1)  # nobody walks perfectly straight
         elif intent == "walk_turn":
             forward, yaw = r.uniform(0.3, 1.0), side * r.uniform(0.2, 1.0)
         elif intent == "turn":

@@ -5,9 +5,9 @@
             frame, pose, info = env.step(action)
             stored: (frame, info.action, pose)  -> the action that produced this frame sits beside it
 
-Episodes are seeded from (dataset seed, episode id), so the same seed records byte-identical arrays, and appending
-to a dataset continues with fresh episodes instead of repeating old ones. The index is saved after every episode:
-an interrupted recording keeps every finished episode and leaves no half-written one behind.
+Episodes are seeded from (dataset seed, episode id), so the same seed records byte-identical arrays, and
+appending to a dataset continues with fresh episodes instead of repeating old ones. The index is saved after
+every episode: an interrupted recording keeps every finished episode and leaves no half-written one behind.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ import numpy as np
 from tqdm import tqdm
 
 import worldsim
+from worldsim.data import storage
 from worldsim.data.env import Env
 from worldsim.data.policies import Policy, StopRecording
-from worldsim.data.storage import (DEFAULT_CHUNK_FRAMES, ChunkWriter, DatasetIndex, EpisodeWriter, assign_splits)
+from worldsim.data.storage import ChunkWriter, DatasetIndex, EpisodeWriter
 from worldsim.errors import WorldsimError
 
 COMPATIBLE_KEYS = ("engine", "resolution", "frame_skip", "encoding")  # what every episode of a dataset shares
-PROGRESS_EVERY = 64  # frames between progress-bar updates (a tqdm call per frame costs more than the frame copy)
+PROGRESS_EVERY = 64  # frames between progress-bar updates (a tqdm call costs more than copying a frame)
 
 
 def dataset_info(env: Env) -> dict[str, Any]:
@@ -48,14 +49,14 @@ def episode_seed(dataset_seed: int, episode_id: int) -> int:
 
 
 def open_dataset(out: str | Path, info: dict[str, Any], append: bool) -> DatasetIndex:
-    """A new dataset in an empty/new folder, or (append) the existing one if it records the same kind of data."""
+    """A new dataset in a new or empty folder, or (append) the existing one if it holds the same data."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise WorldsimError(f"--out {out} is a file, not a directory")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(out.iterdir()) and not _is_empty_dataset(out):
         if not append:
-            raise WorldsimError(f"{out} already exists and is not empty; pass --append to add episodes to it, "
-                                f"or choose another --out (existing data is never overwritten)")
+            raise WorldsimError(f"{out} already exists and is not empty; pass --append to add episodes to "
+                                f"it, or choose another --out (existing data is never overwritten)")
         index = DatasetIndex.load(out)
         diffs = [f"{k}: dataset has {index.info.get(k)!r}, this recording has {info[k]!r}"
                  for k in COMPATIBLE_KEYS if index.info.get(k) != info[k]]
@@ -68,16 +69,28 @@ def open_dataset(out: str | Path, info: dict[str, Any], append: bool) -> Dataset
     return index
 
 
+def _is_empty_dataset(folder: Path) -> bool:
+    """A dataset with no episode yet (a recording stopped during its first episode): safe to start over."""
+    if {p.name for p in folder.iterdir() if not p.name.endswith(".tmp")} != {storage.INDEX_FILE}:
+        return False
+    try:
+        return not DatasetIndex.load(folder).episodes
+    except WorldsimError:
+        return False
+
+
 def record(env: Env, policy: Policy, out: str | Path, *, episodes: int, steps: int, seed: int,
-           val_fraction: float = 0.1, append: bool = False, chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+           val_fraction: float = 0.1, append: bool = False, chunk_frames: int = storage.DEFAULT_CHUNK_FRAMES,
            progress: bool = True, background_writes: bool = True) -> DatasetIndex:
-    """Record `episodes` episodes of up to `steps` steps (steps + 1 frames; fewer if the episode ends) into `out`."""
+    """Record `episodes` episodes of up to `steps` steps each (steps + 1 frames; fewer if an episode ends)."""
     if episodes < 1 or steps < 1:
         raise WorldsimError(f"--episodes and --steps must be at least 1, got {episodes} and {steps}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise WorldsimError(f"validation fraction must be in [0, 1), got {val_fraction}")
     index = open_dataset(out, dataset_info(env), append)
     first = index.next_episode_id()
     ids = list(range(first, first + episodes))
-    splits = assign_splits(ids, val_fraction, seed)
+    splits = storage.assign_splits(ids, val_fraction, seed)
     scheme = env.scheme
     no_op = np.zeros(len(scheme.control_names), dtype=np.float32)
     width, height = env.resolution
@@ -99,9 +112,9 @@ def record(env: Env, policy: Policy, out: str | Path, *, episodes: int, steps: i
         try:
             for episode_id in ids:
                 ep_seed = episode_seed(seed, episode_id)
-                writer = EpisodeWriter(index.root, episode_id, ep_seed, {**shared, "seed": ep_seed, "steps": steps},
-                                       (height, width, 3), len(no_op), scheme.encoding.frame_vectors, chunks,
-                                       chunk_frames)
+                metadata = {**shared, "seed": ep_seed, "steps": steps}
+                writer = EpisodeWriter(index.root, episode_id, ep_seed, metadata, (height, width, 3),
+                                       len(no_op), scheme.encoding.frame_vectors, chunks, chunk_frames)
                 try:
                     stop = _play_episode(env, policy, writer, ep_seed, steps, no_op, bar)
                 except BaseException:

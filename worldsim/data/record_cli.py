@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None,
                         help="engine config: a shipped name (e.g. freedoom2_map02) or a YAML path "
                              "(default: the shipped world, assets/doom/freedoom2_map01.yaml)")
-    parser.add_argument("--scheme", default="camera", help="conditioning scheme: camera, keys or a scheme YAML path")
+    parser.add_argument("--scheme", default="camera", help="conditioning scheme: camera, keys or a YAML path")
     parser.add_argument("--out", required=True, help="dataset directory (created; must be new or empty)")
     parser.add_argument("--episodes", type=int, default=10, help="episodes to record")
     parser.add_argument("--steps", type=int, default=1000, help="steps per episode (frames = steps + 1)")
@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--append", action="store_true", help="add episodes to an existing dataset directory")
     parser.add_argument("--input", default="policy", choices=("policy", "keyboard"),
                         help="who plays: the scripted explorer, or you with keyboard and mouse in a window")
-    parser.add_argument("--policy-config", default=None, help="YAML tuning the explorer (ExploreConfig fields)")
-    parser.add_argument("--chunk-frames", type=int, default=DEFAULT_CHUNK_FRAMES, help="frames per chunk file")
+    parser.add_argument("--policy-config", default=None, help="YAML tuning the explorer (ExploreConfig)")
+    parser.add_argument("--chunk-frames", type=int, default=DEFAULT_CHUNK_FRAMES, help="frames per chunk")
     parser.add_argument("--scale", type=int, default=4, help="window scale for --input keyboard")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

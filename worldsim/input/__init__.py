@@ -1,8 +1,8 @@
 """Input: physical controls -> ControllerState (keyboard, mouse, gamepad, scripted programs, replayed logs).
 
-Read in this order: `state` (the data every source produces), `events` (the pure per-event update and the code ->
-name tables), `sources` (the protocol and `--input` specs), then the sources: `devices` (live keyboard, mouse and
-gamepads with hot-plug), `program` (scripted action programs), `replay` (recorded action logs).
+Read in this order: `state` (the data every source produces), `events` (the pure per-event update and the code
+-> name tables), `sources` (the protocol and `--input` specs), then the sources: `devices` (live keyboard,
+mouse and gamepads with hot-plug), `program` (scripted action programs), `replay` (recorded action logs).
 """
 
 import os

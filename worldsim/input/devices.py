@@ -1,9 +1,10 @@
 """Live input: keyboard, mouse and gamepads (with hot-plug) -> ControllerState.
 
-Gamepads go through SDL's game-controller API (`pygame._sdl2.controller`), which gives every mapped pad the same
-layout; pads SDL has no mapping for, or a pygame without that module, fall back to the raw joystick API. SDL sends a
-device-added event for pads present at start-up as well as for pads plugged in later, so one code path opens both,
-and unplugging mid-game only releases what the pad held: the game keeps running on the keyboard until it comes back.
+Gamepads go through SDL's game-controller API (`pygame._sdl2.controller`), which gives every mapped pad the
+same layout; pads SDL has no mapping for, or a pygame without that module, fall back to the raw joystick API.
+SDL sends a device-added event for pads present at start-up as well as for pads plugged in later, so one code
+path opens both, and unplugging mid-game only releases what the pad held: the game keeps running on the
+keyboard until it comes back.
 
 Opening devices is the only side effect here; the state change per event is `events.update`.
 """
@@ -28,7 +29,7 @@ except ImportError:  # pragma: no cover - depends on the pygame build
 
 @dataclass
 class Pad:
-    """An opened gamepad: its SDL instance id (what its events carry), a name for notices, and how to close it."""
+    """An opened gamepad: its SDL instance id (what its events carry), a name for notices, how to close it."""
 
     instance_id: int
     name: str
@@ -60,7 +61,8 @@ class Gamepads:
                  open_joystick: Callable[[int], Pad] = open_sdl_joystick,
                  is_controller: Callable[[int], bool] = sdl_is_controller):
         # No controller opener given: SDL's controller API where this pygame has it, else raw joysticks only.
-        self.open_controller = open_controller or (open_sdl_controller if sdl_controller is not None else None)
+        default_controller = open_sdl_controller if sdl_controller is not None else None
+        self.open_controller = open_controller or default_controller
         self.open_joystick = open_joystick
         self.is_controller = is_controller
         self.pads: dict[int, Pad] = {}  # instance id -> pad

@@ -1,11 +1,12 @@
 """pygame events -> ControllerState, as a pure state update: `update(state, event) -> new state`.
 
-The tables below translate pygame-ce's numeric codes (key codes, SDL game-controller axes and buttons, joystick
-indices, mouse buttons) into the names `ControllerState` and the schemes use. No device is opened here and nothing
-is mutated, so tests drive this module with synthetic `pygame.event.Event`s and compare states.
+The tables below translate pygame-ce's numeric codes (key codes, SDL game-controller axes and buttons,
+joystick indices, mouse buttons) into the names `ControllerState` and the schemes use. No device is opened
+here and nothing is mutated, so tests drive this module with synthetic `pygame.event.Event`s and compare
+states.
 
-Which events reach `update` is the caller's business: `devices.LiveInput` forwards the ones from devices it has
-opened, so a game controller (which SDL reports both as a controller and as a joystick) is counted once.
+Which events reach `update` is the caller's business: `devices.LiveInput` forwards the ones from devices it
+has opened, so a game controller (which SDL reports both as a controller and as a joystick) is counted once.
 """
 
 from __future__ import annotations
@@ -18,20 +19,23 @@ import pygame
 
 from worldsim.input.state import ControllerState
 
-# ---- tables: pygame codes -> names --------------------------------------------------------------------------------
+# ---- tables: pygame codes -> names
+# --------------------------------------------------------------------------------
 
 _NAMED_KEYS = {
     pygame.K_UP: "up", pygame.K_DOWN: "down", pygame.K_LEFT: "left", pygame.K_RIGHT: "right",
     pygame.K_SPACE: "space", pygame.K_RETURN: "return", pygame.K_ESCAPE: "escape", pygame.K_TAB: "tab",
     pygame.K_BACKSPACE: "backspace", pygame.K_LSHIFT: "left shift", pygame.K_RSHIFT: "right shift",
     pygame.K_LCTRL: "left ctrl", pygame.K_RCTRL: "right ctrl", pygame.K_LALT: "left alt",
-    pygame.K_RALT: "right alt", pygame.K_PAGEUP: "page up", pygame.K_PAGEDOWN: "page down", pygame.K_HOME: "home",
-    pygame.K_END: "end", pygame.K_INSERT: "insert", pygame.K_DELETE: "delete", pygame.K_MINUS: "-",
+    pygame.K_RALT: "right alt", pygame.K_PAGEUP: "page up", pygame.K_PAGEDOWN: "page down",
+    pygame.K_HOME: "home", pygame.K_END: "end", pygame.K_INSERT: "insert", pygame.K_DELETE: "delete",
+    pygame.K_MINUS: "-",
     pygame.K_EQUALS: "=", pygame.K_LEFTBRACKET: "[", pygame.K_RIGHTBRACKET: "]", pygame.K_SEMICOLON: ";",
     pygame.K_QUOTE: "'", pygame.K_COMMA: ",", pygame.K_PERIOD: ".", pygame.K_SLASH: "/",
     pygame.K_BACKSLASH: "\\", pygame.K_BACKQUOTE: "`",
 }
-# Key code -> the name `pygame.key.name` gives it (built from constants: `pygame.key.name` needs pygame.init()).
+# Key code -> the name `pygame.key.name` gives it (built from constants: `pygame.key.name` needs
+# pygame.init()).
 KEY_CODES: dict[int, str] = {
     **{getattr(pygame, f"K_{c}"): c for c in string.ascii_lowercase + string.digits},
     **{getattr(pygame, f"K_F{i}"): f"f{i}" for i in range(1, 13)},
@@ -47,9 +51,10 @@ CONTROLLER_AXES: dict[int, str] = {
 }
 CONTROLLER_BUTTONS: dict[int, str] = {
     pygame.CONTROLLER_BUTTON_A: "a", pygame.CONTROLLER_BUTTON_B: "b", pygame.CONTROLLER_BUTTON_X: "x",
-    pygame.CONTROLLER_BUTTON_Y: "y", pygame.CONTROLLER_BUTTON_BACK: "back", pygame.CONTROLLER_BUTTON_GUIDE: "guide",
-    pygame.CONTROLLER_BUTTON_START: "start", pygame.CONTROLLER_BUTTON_LEFTSTICK: "left_stick",
-    pygame.CONTROLLER_BUTTON_RIGHTSTICK: "right_stick", pygame.CONTROLLER_BUTTON_LEFTSHOULDER: "left_shoulder",
+    pygame.CONTROLLER_BUTTON_Y: "y", pygame.CONTROLLER_BUTTON_BACK: "back",
+    pygame.CONTROLLER_BUTTON_GUIDE: "guide", pygame.CONTROLLER_BUTTON_START: "start",
+    pygame.CONTROLLER_BUTTON_LEFTSTICK: "left_stick", pygame.CONTROLLER_BUTTON_RIGHTSTICK: "right_stick",
+    pygame.CONTROLLER_BUTTON_LEFTSHOULDER: "left_shoulder",
     pygame.CONTROLLER_BUTTON_RIGHTSHOULDER: "right_shoulder", pygame.CONTROLLER_BUTTON_DPAD_UP: "dpad_up",
     pygame.CONTROLLER_BUTTON_DPAD_DOWN: "dpad_down", pygame.CONTROLLER_BUTTON_DPAD_LEFT: "dpad_left",
     pygame.CONTROLLER_BUTTON_DPAD_RIGHT: "dpad_right",
@@ -57,7 +62,8 @@ CONTROLLER_BUTTONS: dict[int, str] = {
 CONTROLLER_AXIS_MAX = 32767  # SDL reports controller axes as int16
 TRIGGERS = frozenset({"trigger_left", "trigger_right"})
 
-# Raw joystick fallback (pads SDL has no controller mapping for): the common DirectInput layout. Unmapped pads vary,
+# Raw joystick fallback (pads SDL has no controller mapping for): the common DirectInput layout. Unmapped pads
+# vary,
 # so this is a best guess; a pad that SDL knows always goes through the controller tables above instead.
 JOYSTICK_AXES: dict[int, str] = {0: "left_x", 1: "left_y", 2: "right_x", 3: "right_y"}
 JOYSTICK_BUTTONS: dict[int, str] = {0: "a", 1: "b", 2: "x", 3: "y", 4: "left_shoulder", 5: "right_shoulder",
@@ -68,12 +74,15 @@ HAT_BUTTONS = frozenset({"dpad_up", "dpad_down", "dpad_left", "dpad_right"})
 
 GAMEPAD_ADDED = frozenset({pygame.CONTROLLERDEVICEADDED, pygame.JOYDEVICEADDED})
 GAMEPAD_REMOVED = frozenset({pygame.CONTROLLERDEVICEREMOVED, pygame.JOYDEVICEREMOVED})
-CONTROLLER_INPUT = frozenset({pygame.CONTROLLERAXISMOTION, pygame.CONTROLLERBUTTONDOWN, pygame.CONTROLLERBUTTONUP})
-JOYSTICK_INPUT = frozenset({pygame.JOYAXISMOTION, pygame.JOYBUTTONDOWN, pygame.JOYBUTTONUP, pygame.JOYHATMOTION})
+CONTROLLER_INPUT = frozenset({pygame.CONTROLLERAXISMOTION, pygame.CONTROLLERBUTTONDOWN,
+                              pygame.CONTROLLERBUTTONUP})
+JOYSTICK_INPUT = frozenset({pygame.JOYAXISMOTION, pygame.JOYBUTTONDOWN, pygame.JOYBUTTONUP,
+                            pygame.JOYHATMOTION})
 
 _NO_AXES = MappingProxyType({})
 
-# ---- the pure update ------------------------------------------------------------------------------------------
+# ---- the pure update
+# ------------------------------------------------------------------------------------------
 
 
 def update(state: ControllerState, event: pygame.event.Event) -> ControllerState:
@@ -92,7 +101,8 @@ def update(state: ControllerState, event: pygame.event.Event) -> ControllerState
         name = MOUSE_BUTTON_CODES.get(event.button)
         if name is None:
             return state
-        held = state.mouse_buttons | {name} if kind == pygame.MOUSEBUTTONDOWN else state.mouse_buttons - {name}
+        down = kind == pygame.MOUSEBUTTONDOWN
+        held = state.mouse_buttons | {name} if down else state.mouse_buttons - {name}
         return dataclasses.replace(state, mouse_buttons=held)
     if kind == pygame.CONTROLLERAXISMOTION:
         name = CONTROLLER_AXES.get(event.axis)
@@ -117,7 +127,8 @@ def update(state: ControllerState, event: pygame.event.Event) -> ControllerState
     if kind in GAMEPAD_REMOVED:
         return release_gamepad(state)
     if kind == pygame.WINDOWFOCUSLOST:
-        # The key-up events of keys released while another window has focus never arrive: release everything held.
+        # The key-up events of keys released while another window has focus never arrive: release everything
+        # held.
         return dataclasses.replace(state, keys=frozenset(), mouse_buttons=frozenset())
     return state
 

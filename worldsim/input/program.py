@@ -8,9 +8,10 @@
       - {frames: 8, mouse: [12, 0]}             # mouse moved 12 px right each frame
       - {frames: 6}                             # stand still
 
-A program drives the physical controls (keys, sticks), not the model's condition, so one program plays any scheme
-that binds those controls. Programs are YAML or JSON (a mapping as above, or just the list of segments); shipped
-ones live in assets/programs and are named without the extension (`--input scripted:explore`).
+A program drives the physical controls (keys, sticks), not the model's condition, so one program plays any
+scheme that binds those controls. Programs are YAML or JSON (a mapping as above, or just the list of
+segments); shipped ones live in assets/programs and are named without the extension (`--input
+scripted:explore`).
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ class Segment:
 
     def state(self) -> ControllerState:
         """The controls held during this segment; sticks or pad buttons imply a connected gamepad."""
-        return ControllerState(keys=frozenset(self.keys), mouse_dx=self.mouse[0], mouse_dy=self.mouse[1],
-                               mouse_buttons=frozenset(self.mouse_buttons), axes=MappingProxyType(dict(self.axes)),
-                               buttons=frozenset(self.buttons), gamepad_connected=bool(self.axes or self.buttons))
+        return ControllerState(
+            keys=frozenset(self.keys), mouse_dx=self.mouse[0], mouse_dy=self.mouse[1],
+            mouse_buttons=frozenset(self.mouse_buttons), axes=MappingProxyType(dict(self.axes)),
+            buttons=frozenset(self.buttons), gamepad_connected=bool(self.axes or self.buttons))
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def shipped_programs() -> dict[str, Path]:
 
 
 def load_program(name_or_path: str | Path) -> ActionProgram:
-    """A shipped program by name or a YAML/JSON file by path; any mistake is a ConfigError naming file and key."""
+    """A shipped program by name or a YAML/JSON file by path; a mistake is a ConfigError naming file, key."""
     registry = shipped_programs()
     path = registry.get(str(name_or_path)) or Path(name_or_path)
     if not path.is_file():
@@ -102,12 +104,14 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise ConfigError(path, "", f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+        where = f"line {err.lineno}, column {err.colno}"
+        raise ConfigError(path, "", f"invalid JSON at {where}: {err.msg}") from None
 
 
 def _check_names(segment: Segment, file: str | Path | None, path: str) -> None:
     tables = (("keys", segment.keys, KEY_NAMES), ("mouse_buttons", segment.mouse_buttons, MOUSE_BUTTONS),
-              ("buttons", segment.buttons, frozenset(GAMEPAD_BUTTONS)), ("axes", tuple(segment.axes), GAMEPAD_AXES))
+              ("buttons", segment.buttons, frozenset(GAMEPAD_BUTTONS)),
+              ("axes", tuple(segment.axes), GAMEPAD_AXES))
     for what, names, allowed in tables:
         for name in names:
             if name not in allowed:
@@ -115,11 +119,12 @@ def _check_names(segment: Segment, file: str | Path | None, path: str) -> None:
                                   ", ".join(sorted(allowed)))
     for trigger in TRIGGERS:
         if segment.axes.get(trigger, 0.0) < 0.0:
-            raise ConfigError(file, f"{path}.axes.{trigger}", "out of range", segment.axes[trigger], "0.0 to 1.0")
+            raise ConfigError(file, f"{path}.axes.{trigger}", "out of range", segment.axes[trigger],
+                              "0.0 to 1.0 (triggers are one-sided)")
 
 
 class ScriptedInput:
-    """Plays a program frame by frame; a program that does not loop ends the run (a QUIT command) when done."""
+    """Plays a program frame by frame; a program that does not loop ends the run (a QUIT command)."""
 
     expected_hash = None
 

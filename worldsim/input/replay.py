@@ -7,10 +7,10 @@ A log is JSON lines (`run.actions.jsonl`, written next to `run.mp4` by the recor
     {"frame": 1, "state": {"keys": ["w"], "mouse": [0.0, 0.0], ...}, "sha256": "9a0e..."}
     {"frame": 2, "state": {...}, "sha256": "..."}
 
-Line 1 is the header: the scheme, encoding, seed, sampler steps and a fingerprint of the checkpoint the run was
-played with. Every following line is either a world reset or one generated frame: the `ControllerState` that drove
-it (`ControllerState.to_json`) and the sha256 of the frame's RGB bytes, so a replay can check it is bit-exact.
-A log always starts at a reset, because a frame depends on everything since the last reset.
+Line 1 is the header: the scheme, encoding, seed, sampler steps and a fingerprint of the checkpoint the run
+was played with. Every following line is either a world reset or one generated frame: the `ControllerState`
+that drove it (`ControllerState.to_json`) and the sha256 of the frame's RGB bytes, so a replay can check it is
+bit-exact. A log always starts at a reset, because a frame depends on everything since the last reset.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class ActionLogHeader:
     encoding: dict  # that scheme's encoding (the model's condition space)
     seed: int
     steps: int  # sampler steps per frame
-    checkpoint: str  # fingerprint of the checkpoint's files: a replay against another checkpoint cannot be exact
+    # fingerprint of the checkpoint's files: a replay against another checkpoint cannot be exact
+    checkpoint: str
     format: str = LOG_FORMAT
     version: int = LOG_VERSION
     checkpoint_path: str = ""
@@ -53,8 +54,10 @@ class ActionLogHeader:
     threads: int = 0  # torch CPU threads: float reductions, hence frames, may differ with another count
     fps: float = 0.0
     video: str = ""  # the MP4 recorded alongside, if any
-    video_first_frame: int = 0  # entries (frames) before the video's first frame: history since the last reset
-    replayable: bool = True  # false when the recording started too long after the last reset to keep its history
+    # entries (frames) before the video's first frame: history since the last reset
+    video_first_frame: int = 0
+    # false when the recording started too long after the last reset to keep its history
+    replayable: bool = True
     created: str = ""
     worldsim: str = ""
     torch: str = ""
@@ -98,13 +101,13 @@ class ActionLog:
 
 
 def read_action_log(path: str | Path) -> ActionLog:
-    """Read and validate a whole log; a problem is an ActionLogError naming the file, the line and what is allowed."""
+    """Read and validate a whole log; a problem is an ActionLogError naming file, line and what is allowed."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise ActionLogError(f"{path}: no such action log (a recording writes NAME{LOG_SUFFIX} next to NAME.mp4)") \
-            from None
+        raise ActionLogError(f"{path}: no such action log (recording NAME.mp4 writes NAME{LOG_SUFFIX} "
+                             "next to it)") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ActionLogError(f"{path}: cannot read action log: {err}") from None
     if not lines:
@@ -122,11 +125,13 @@ def read_action_log(path: str | Path) -> ActionLog:
     except ConfigError as err:
         raise ActionLogError(str(err)) from None
     if not header.replayable:
-        raise ActionLogError(f"{path}: this recording started too long after the world's last reset to keep the "
-                             "history it depends on, so it cannot be replayed exactly")
-    entries = [_entry(path, n, _parse_line(path, n, line)) for n, line in enumerate(lines[1:], 2) if line.strip()]
+        raise ActionLogError(f"{path}: this recording started too long after the world's last reset to keep "
+                             "the history it depends on, so it cannot be replayed exactly")
+    entries = [_entry(path, n, _parse_line(path, n, line))
+               for n, line in enumerate(lines[1:], 2) if line.strip()]
     if not entries or entries[0].state is not None:
-        raise ActionLogError(f"{path}, line 2: an action log must start with a reset line ({RESET_LINE.strip()})")
+        raise ActionLogError(f"{path}, line 2: an action log must start with a reset line "
+                             f"({RESET_LINE.strip()})")
     return ActionLog(path, header, tuple(entries))
 
 
@@ -134,7 +139,8 @@ def _parse_line(path: Path, number: int, line: str) -> Any:
     try:
         return json.loads(line)
     except json.JSONDecodeError as err:
-        raise ActionLogError(f"{path}, line {number}: invalid JSON at column {err.colno}: {err.msg}") from None
+        where = f"{path}, line {number}"
+        raise ActionLogError(f"{where}: invalid JSON at column {err.colno}: {err.msg}") from None
 
 
 def _entry(path: Path, number: int, data: Any) -> LogEntry:

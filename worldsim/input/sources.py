@@ -1,9 +1,9 @@
 """Input sources: what the game loop polls once per frame for the player's controls.
 
-Every source (live keyboard/mouse/gamepad, a scripted program, a replayed log) returns the same `ControllerState`,
-so the loop, the scheme and the model never know where the controls came from. Besides controls, a source may ask
-the loop for a `Command` (a replay resets the world where the recording did; a finished program ends the run) and
-may leave a notice for the HUD (a gamepad was plugged in).
+Every source (live keyboard/mouse/gamepad, a scripted program, a replayed log) returns the same
+`ControllerState`, so the loop, the scheme and the model never know where the controls came from. Besides
+controls, a source may ask the loop for a `Command` (a replay resets the world where the recording did; a
+finished program ends the run) and may leave a notice for the HUD (a gamepad was plugged in).
 
 `--input` specs: `keyboard`, `gamepad`, `scripted` (the built-in exploration program), `scripted:NAME|FILE`,
 `replay:FILE`.
@@ -59,7 +59,8 @@ def parse_input_spec(spec: str) -> tuple[str, str | None]:
     if kind in ("keyboard", "gamepad") and argument:
         raise WorldsimError(f"--input {spec!r}: {kind} takes no file; allowed: {INPUT_SPEC_HELP}")
     if kind == "replay" and not argument:
-        raise WorldsimError(f"--input {spec!r}: replay needs the action log to play, e.g. replay:run.actions.jsonl")
+        raise WorldsimError(f"--input {spec!r}: replay needs the action log to play, "
+                            "e.g. replay:run.actions.jsonl")
     return kind, argument or None
 
 

@@ -1,24 +1,24 @@
 """ControllerState: what the physical controls are doing this frame, as pure data (no pygame objects).
 
-Every input source (keyboard/mouse/gamepad events, a scripted program, a replayed log) produces this same value, and
-the conditioning scheme turns it into the model's condition. Names are pygame-ce's: key names as `pygame.key.name`
-gives them, gamepad axes and buttons as in SDL's game-controller API.
+Every input source (keyboard/mouse/gamepad events, a scripted program, a replayed log) produces this same
+value, and the conditioning scheme turns it into the model's condition. Names are pygame-ce's: key names as
+`pygame.key.name` gives them, gamepad axes and buttons as in SDL's game-controller API.
 """
 
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 KEY_NAMES: frozenset[str] = frozenset(
     list(string.ascii_lowercase)
     + list(string.digits)
     + [f"f{i}" for i in range(1, 13)]
     + ["up", "down", "left", "right", "space", "return", "escape", "tab", "backspace", "left shift",
-       "right shift", "left ctrl", "right ctrl", "left alt", "right alt", "page up", "page down", "home", "end",
-       "insert", "delete", "-", "=", "[", "]", ";", "'", ",", ".", "/", "\\", "`"]
+       "right shift", "left ctrl", "right ctrl", "left alt", "right alt", "page up", "page down", "home",
+       "end", "insert", "delete", "-", "=", "[", "]", ";", "'", ",", ".", "/", "\\", "`"]
 )
 MOUSE_AXES: frozenset[str] = frozenset({"x", "y"})
 MOUSE_BUTTONS: frozenset[str] = frozenset({"left", "middle", "right"})
@@ -37,7 +37,8 @@ class ControllerState:
     mouse_dx: float = 0.0  # pixels the mouse moved since the previous frame
     mouse_dy: float = 0.0
     mouse_buttons: frozenset[str] = frozenset()
-    axes: Mapping[str, float] = field(default_factory=lambda: _EMPTY_AXES)  # gamepad axes in [-1, 1] (triggers in [0, 1])
+    # gamepad axes in [-1, 1] (triggers in [0, 1])
+    axes: Mapping[str, float] = field(default_factory=lambda: _EMPTY_AXES)
     buttons: frozenset[str] = frozenset()  # gamepad buttons held down
     gamepad_connected: bool = False
 
@@ -64,7 +65,8 @@ class ControllerState:
         if not (isinstance(mouse, list) and len(mouse) == 2 and all(_is_number(v) for v in mouse)):
             raise ValueError(f"'mouse' must be [dx, dy] numbers, got {mouse!r}")
         axes = data.get("axes", {})
-        if not isinstance(axes, dict) or not all(k in GAMEPAD_AXES and _is_number(v) for k, v in axes.items()):
+        if not isinstance(axes, dict) or not all(k in GAMEPAD_AXES and _is_number(v)
+                                                 for k, v in axes.items()):
             raise ValueError(f"'axes' must map {', '.join(GAMEPAD_AXES)} to numbers, got {axes!r}")
         return ControllerState(
             keys=_names(data.get("keys", []), KEY_NAMES, "keys"),

@@ -1,11 +1,11 @@
 """The window and what is drawn in it: the world frame scaled to fit, and the HUD over it.
 
 `Window` owns the pygame display (resizable, optional fullscreen; the SDL dummy driver makes the same code run
-headless). Drawing is two free functions over plain data, `draw_world` and `draw_hud`, so what the player sees is a
-function of the frame and a `HudView` and nothing else.
+headless). Drawing is two free functions over plain data, `draw_world` and `draw_hud`, so what the player sees
+is a function of the frame and a `HudView` and nothing else.
 
-Costs per frame (128x96 world, 4x window, 2-core CPU): about 0.1 ms to convert and smooth-scale the frame, well
-under 1 ms for the HUD, because HUD text is re-rendered only when it changes (a few times a second).
+Costs per frame (128x96 world, 4x window, 2-core CPU): about 0.1 ms to convert and smooth-scale the frame,
+well under 1 ms for the HUD, because HUD text is re-rendered only when it changes (a few times a second).
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ TEXT_CACHE_LIMIT = 256  # distinct strings kept rendered; the HUD cycles through
 
 
 class Window:
-    """The pygame display: a letterboxed area the world frame is scaled into, recomputed when the window changes."""
+    """The pygame display: a letterboxed area the world frame is scaled into, recomputed on window changes."""
 
-    def __init__(self, image_size: tuple[int, int], scale: int, fullscreen: bool = False, title: str = "worldsim",
-                 capture_mouse: bool = False):
+    def __init__(self, image_size: tuple[int, int], scale: int, fullscreen: bool = False,
+                 title: str = "worldsim", capture_mouse: bool = False):
         pygame.display.init()
         pygame.font.init()
         height, width = image_size
@@ -41,7 +41,8 @@ class Window:
         self.fullscreen = fullscreen
         pygame.display.set_caption(title)
         self.surface = self._open()
-        # A frame-sized surface in the display's pixel format: each frame is blitted into it once, then scaled,
+        # A frame-sized surface in the display's pixel format: each frame is blitted into it once, then
+        # scaled,
         # so scaling never converts pixel formats.
         self.native = pygame.Surface((width, height), 0, self.surface)
         self.target = self.surface
@@ -56,7 +57,7 @@ class Window:
         return pygame.display.set_mode(self.windowed_size, pygame.RESIZABLE)
 
     def layout(self) -> None:
-        """Fit the frame into the window keeping its aspect ratio (black bars on the sides that are too long)."""
+        """Fit the frame into the window keeping its aspect ratio (black bars where the window is longer)."""
         self.surface = pygame.display.get_surface()
         win_w, win_h = self.surface.get_size()
         height, width = self.image_size
@@ -64,9 +65,12 @@ class Window:
         w, h = max(1, round(width * scale)), max(1, round(height * scale))
         self.rect = pygame.Rect((win_w - w) // 2, (win_h - h) // 2, w, h)
         # The bars around the frame are repainted every frame: the HUD draws over them too.
-        self.bars = [r for r in (pygame.Rect(0, 0, win_w, self.rect.top), pygame.Rect(0, self.rect.bottom, win_w,
-                     win_h - self.rect.bottom), pygame.Rect(0, 0, self.rect.left, win_h),
-                     pygame.Rect(self.rect.right, 0, win_w - self.rect.right, win_h)) if r.w > 0 and r.h > 0]
+        frame = self.rect
+        bars = (pygame.Rect(0, 0, win_w, frame.top),
+                pygame.Rect(0, frame.bottom, win_w, win_h - frame.bottom),
+                pygame.Rect(0, 0, frame.left, win_h),
+                pygame.Rect(frame.right, 0, win_w - frame.right, win_h))
+        self.bars = [bar for bar in bars if bar.w > 0 and bar.h > 0]
         self.target = self.surface.subsurface(self.rect)
 
     def toggle_fullscreen(self) -> None:
@@ -90,7 +94,7 @@ def draw_world(window: Window, frame: np.ndarray, smooth: bool = True) -> None:
 
 @dataclass
 class HudView:
-    """What the HUD shows. The loop updates it (text a few times a second, values every frame); drawing reads it."""
+    """What the HUD shows: the loop updates it (text a few times a second, values every frame)."""
 
     lines: list[str] = field(default_factory=list)  # stats text
     controls: tuple[str, ...] = ()  # the scheme's control names
@@ -102,7 +106,7 @@ class HudView:
 
 
 class HudAssets:
-    """The font and everything rendered from it, kept between frames (rendering text is the HUD's real cost)."""
+    """The font and everything rendered with it, kept between frames (text rendering is the HUD's cost)."""
 
     def __init__(self, font_size: int):
         self.font = pygame.font.Font(None, font_size)

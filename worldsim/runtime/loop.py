@@ -1,14 +1,14 @@
 """The game loop: events -> step -> draw -> flip -> tick, one generated frame per iteration.
 
-    1. events   pygame events become system commands (profile bindings) or go to the input source, which returns
-                this frame's ControllerState
+    1. events   pygame events become system commands (profile bindings) or go to the input source, which
+                returns this frame's ControllerState
     2. step     scheme.encode(state) -> session.step(condition) -> the next world frame (skipped while paused)
     3. draw     the frame scaled into the window, the HUD over it
     4. flip     the player sees it: input-to-photon latency ends here
     5. tick     record the frame, then wait for the target frame rate (none when headless and unthrottled)
 
-Interactive play, headless recording and tests run this same loop; headless is the SDL dummy video driver. Tests
-drive it one iteration at a time with `frame()` after posting synthetic events.
+Interactive play, headless recording and tests run this same loop; headless is the SDL dummy video driver.
+Tests drive it one iteration at a time with `frame()` after posting synthetic events.
 """
 
 from __future__ import annotations
@@ -54,9 +54,10 @@ class ReplayCheck:
 
 
 class GameLoop:
-    def __init__(self, session: WorldSession, source: InputSource, profile: Profile, log_header: ActionLogHeader,
-                 *, fps: float | None, max_frames: int | None = None, record_path: Path | None = None,
-                 overwrite: bool = False, video_fps: float = 24.0, title: str = "worldsim"):
+    def __init__(self, session: WorldSession, source: InputSource, profile: Profile,
+                 log_header: ActionLogHeader, *, fps: float | None, max_frames: int | None = None,
+                 record_path: Path | None = None, overwrite: bool = False, video_fps: float = 24.0,
+                 title: str = "worldsim"):
         self.session = session
         self.scheme = session.scheme
         self.grid = session.grid
@@ -68,7 +69,8 @@ class GameLoop:
         self.next_record_path = record_path
         self.overwrite = overwrite
         self.video_fps = video_fps
-        # Per-event lookups by pygame code: a key or pad button either is a system command or drives the world.
+        # Per-event lookups by pygame code: a key or pad button either is a system command or drives the
+        # world.
         keys, buttons = command_table(profile)
         key_code = {name: code for code, name in KEY_CODES.items()}
         button_code = {name: code for code, name in CONTROLLER_BUTTONS.items()}
@@ -79,8 +81,8 @@ class GameLoop:
                              profile.capture_mouse)
         self.hud_assets = HudAssets(profile.hud_font_size)
         controls = self.scheme.controls
-        self.hud = HudView(controls=self.scheme.control_names, values=np.zeros(len(controls.names), np.float32),
-                           low=controls.low, high=controls.high)
+        self.hud = HudView(controls=self.scheme.control_names, low=controls.low, high=controls.high,
+                           values=np.zeros(len(controls.names), np.float32))
         self.show_hud = profile.hud
         self.clock = pygame.time.Clock()
         self.times = FrameTimes(max_frames or DEFAULT_CAPACITY)
@@ -103,7 +105,8 @@ class GameLoop:
         if record_path is not None:
             self.start_recording(required=True)
 
-    # ---- one iteration ---------------------------------------------------------------------------------------
+    # ---- one iteration
+    # ---------------------------------------------------------------------------------------
 
     def frame(self) -> None:
         """events -> step -> draw -> flip -> tick."""
@@ -149,7 +152,8 @@ class GameLoop:
             encode_s = time.perf_counter()
             condition = self.scheme.encode(state, self.grid)
             encode_ms = (time.perf_counter() - encode_s) * 1e3
-            image = np.ascontiguousarray(session.step(condition))  # hashing and blitting need contiguous bytes
+            # hashing and blitting need contiguous bytes
+            image = np.ascontiguousarray(session.step(condition))
             self.frame_image = image
             self.hud.values = condition.action
             self.frames += 1
@@ -187,7 +191,8 @@ class GameLoop:
             self.close()
         return self.stats()
 
-    # ---- commands ----------------------------------------------------------------------------------------------
+    # ---- commands
+    # ----------------------------------------------------------------------------------------------
 
     def apply(self, command: Command) -> None:
         if command is Command.QUIT:
@@ -242,7 +247,8 @@ class GameLoop:
         self.saved.append(recording.path)
         self.notify(f"saved {recording.path} ({recording.video.frames} frames) and {recording.log_path.name}")
 
-    # ---- HUD and reports ---------------------------------------------------------------------------------------
+    # ---- HUD and reports
+    # ---------------------------------------------------------------------------------------
 
     def notify(self, text: str) -> None:
         self.notices.append(text)
@@ -267,7 +273,8 @@ class GameLoop:
         else:
             self.hud.lines = ["starting..."]
         self.hud.lines.append(f"{self.source.label}   frame {self.session.frame_index}")
-        self.hud.badges = (["PAUSED"] if self.paused else []) + (["REC"] if self.recording is not None else [])
+        recording = self.recording is not None
+        self.hud.badges = (["PAUSED"] if self.paused else []) + (["REC"] if recording else [])
         if self.hud.notice and now_s > self._notice_until_s:
             self.hud.notice = ""
 

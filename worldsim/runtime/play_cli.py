@@ -2,11 +2,12 @@
 
     worldsim play                                    the shipped world, keyboard/mouse/gamepad, in a window
     worldsim play --checkpoint DIR --scheme keys     another world, other controls
-    worldsim play --checkpoint DIR --headless --frames 240 --input scripted:FILE --record out.mp4 --stats s.json
-    worldsim play --checkpoint DIR --headless --input replay:out.actions.jsonl   same frames again, checked
+    worldsim play --checkpoint DIR --headless --frames 240 --input scripted:FILE --record out.mp4 \
+                  --stats stats.json                 record a scripted run
+    worldsim play --checkpoint DIR --headless --input replay:out.actions.jsonl   the same frames, checked
 
-Everything is checked before the window opens (files, names, checkpoint, scheme against the checkpoint, profile
-keys against the scheme), so a mistake is one line naming what is wrong, never a traceback.
+Everything is checked before the window opens (files, names, checkpoint, scheme against the checkpoint,
+profile keys against the scheme), so a mistake is one line naming what is wrong, never a traceback.
 """
 
 from __future__ import annotations
@@ -38,14 +39,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing recording")
     parser.add_argument("--stats", type=Path, default=None, metavar="FILE",
                         help="write fps, latency and per-stage times as JSON at the end")
-    parser.add_argument("--seed", type=int, default=None, help="noise seed (default 0; a replay uses its log's)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="noise seed (default 0; a replay uses its log's)")
     parser.add_argument("--fps", type=float, default=None,
                         help="target frame rate (default: the profile's, else the checkpoint's data rate; "
                              "headless: unthrottled)")
-    parser.add_argument("--profile", default="desktop", metavar="NAME|PATH", help="runtime profile (window, keys)")
+    parser.add_argument("--profile", default="desktop", metavar="NAME|PATH",
+                        help="runtime profile: window, HUD, system keys (default: desktop)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
     parser.add_argument("--dtype", default="float32", choices=DTYPES, help="model precision")
-    parser.add_argument("--steps", type=int, default=None, help="sampler steps per frame (default: checkpoint's)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="sampler steps per frame (default: the checkpoint's)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 
 
@@ -57,8 +61,8 @@ def _shown(path: Path) -> str:
 
 
 def missing_world_message(path: Path) -> str:
-    return (f"worldsim play: no world to play yet: {_shown(path)} does not exist (the shipped world has not been "
-            "trained on this machine).\n"
+    return (f"worldsim play: no world to play yet: {_shown(path)} does not exist (the shipped world has not "
+            "been trained on this machine).\n"
             "  train it:        worldsim train --help   (the shipped recipe trains on a CPU in hours)\n"
             "  or play another: worldsim play --checkpoint DIR")
 
@@ -75,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         from worldsim.runtime.recorder import refuse_existing
 
         if args.record.suffix.lower() != ".mp4":
-            raise WorldsimError(f"--record {args.record}: recordings are MP4 files; use a name ending in .mp4")
+            raise WorldsimError(f"--record {args.record}: recordings are MP4 files; "
+                                "use a name ending in .mp4")
         refuse_existing([args.record, log_path_for(args.record)], args.overwrite)
     checkpoint_dir = args.checkpoint
     if checkpoint_dir is None:
@@ -134,16 +139,16 @@ def _play(args, source, kind: str, checkpoint_dir: Path, profile, profile_file: 
     scheme = load_scheme(scheme_spec) if scheme_spec else None
     session = WorldSession(checkpoint, scheme, device=device, dtype=dtype, seed=seed, steps=steps)
     if checkpoint.start_frames is None or len(checkpoint.start_frames) == 0:
-        raise WorldsimError(f"{checkpoint_dir}: this checkpoint has no start frames (start_frames.safetensors), "
-                            "so there is nothing to start playing from")
+        raise WorldsimError(f"{checkpoint_dir}: this checkpoint has no start frames "
+                            "(start_frames.safetensors), so there is nothing to start playing from")
     check_bindings(profile, session.scheme, profile_file)
     if args.headless and args.frames is None and source.length is None:
         raise WorldsimError(f"--headless with --input {source.label.split(':')[0]} never ends by itself; "
                             "pass --frames N")
     fingerprint = checkpoint_fingerprint(checkpoint.path)
     if replayed and replayed.checkpoint != fingerprint:
-        print(f"worldsim play: note: {source.log.path} was recorded with checkpoint {replayed.checkpoint}, this is "
-              f"{fingerprint}: frames will differ from the recording", file=sys.stderr)
+        print(f"worldsim play: note: {source.log.path} was recorded with checkpoint {replayed.checkpoint}, "
+              f"this is {fingerprint}: frames will differ from the recording", file=sys.stderr)
 
     # 4. play
     data_fps = checkpoint.config.fps
@@ -153,13 +158,14 @@ def _play(args, source, kind: str, checkpoint_dir: Path, profile, profile_file: 
         steps=session.steps, checkpoint=fingerprint, checkpoint_path=str(checkpoint_dir), device=str(device),
         dtype=args.dtype, threads=torch.get_num_threads(), fps=fps or data_fps, worldsim=__version__,
         torch=torch.__version__)
-    loop = GameLoop(session, source, profile, header, fps=fps, max_frames=args.frames, record_path=args.record,
-                    overwrite=args.overwrite, video_fps=args.fps or profile.target_fps or data_fps,
+    loop = GameLoop(session, source, profile, header, fps=fps, max_frames=args.frames,
+                    record_path=args.record, overwrite=args.overwrite,
+                    video_fps=args.fps or profile.target_fps or data_fps,
                     title=f"worldsim - {Path(checkpoint_dir).name}")
     stats = loop.run()
-    stats.update(checkpoint=str(checkpoint_dir), checkpoint_id=fingerprint, scheme=session.scheme.name, seed=seed,
-                 steps=session.steps, device=str(device), dtype=args.dtype, threads=torch.get_num_threads(),
-                 headless=bool(args.headless))
+    stats.update(checkpoint=str(checkpoint_dir), checkpoint_id=fingerprint, scheme=session.scheme.name,
+                 seed=seed, steps=session.steps, device=str(device), dtype=args.dtype,
+                 threads=torch.get_num_threads(), headless=bool(args.headless))
     if args.stats is not None:
         write_json_atomic(args.stats, stats)
     return _report(stats)
@@ -171,7 +177,8 @@ def _device(name: str):
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise WorldsimError(f"--device {name!r}: not a torch device; allowed: cpu, cuda, cuda:N, mps") from None
+        raise WorldsimError(f"--device {name!r}: not a torch device; "
+                            "allowed: cpu, cuda, cuda:N, mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise WorldsimError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
     return device
@@ -188,10 +195,10 @@ def _report(stats: dict) -> int:
     if replay is None:
         return 0
     if replay["bit_exact"]:
-        print(f"worldsim play: replay bit-exact: {replay['frames_checked']} of {replay['frames_checked']} frames "
-              "identical to the recording")
+        checked = replay["frames_checked"]
+        print(f"worldsim play: replay bit-exact: {checked} of {checked} frames identical to the recording")
         return 0
-    print(f"worldsim play: replay differs: {replay['mismatches']} of {replay['frames_checked']} frames, from frame "
-          f"{replay['first_mismatch']} (same checkpoint, seed, device and threads are needed for identical frames)",
-          file=sys.stderr)
+    print(f"worldsim play: replay differs: {replay['mismatches']} of {replay['frames_checked']} frames, "
+          f"from frame {replay['first_mismatch']} (identical frames need the same checkpoint, seed, device "
+          "and thread count)", file=sys.stderr)
     return 1

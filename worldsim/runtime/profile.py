@@ -1,8 +1,9 @@
 """Runtime profiles: how the game presents itself (window, frame rate, HUD, system keys), from YAML.
 
-A profile (assets/profiles/desktop.yaml, kiosk.yaml, ...) never touches the world's controls: those belong to the
-scheme. The system keys it binds (pause, reset, quit...) must therefore stay off the scheme's keys and pad buttons,
-and `check_bindings` refuses a profile that would steal one, saying which key and what each side uses it for.
+A profile (assets/profiles/desktop.yaml, kiosk.yaml, ...) never touches the world's controls: those belong to
+the scheme. The system keys it binds (pause, reset, quit...) must therefore stay off the scheme's keys and pad
+buttons, and `check_bindings` refuses a profile that would steal one, saying which key and what each side uses
+it for.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from worldsim.config import ASSETS_DIR, ConfigError, load, rng
 from worldsim.conditioning.scheme import Scheme
+from worldsim.config import ASSETS_DIR, ConfigError, load, rng
 from worldsim.input.sources import Command
 from worldsim.input.state import GAMEPAD_BUTTONS, KEY_NAMES
 
@@ -51,11 +52,14 @@ class Profile:
     window_scale: int = field(default=4, metadata=rng(1, 16))  # window size = world frame size x this
     fullscreen: bool = False
     smooth_scaling: bool = True  # bilinear upscaling; false = nearest neighbour (crisp pixels)
-    target_fps: float | None = field(default=None, metadata=rng(1.0, 1000.0))  # None: the checkpoint's data rate
+    # None: the checkpoint's data rate
+    target_fps: float | None = field(default=None, metadata=rng(1.0, 1000.0))
     hud: bool = True  # shown at start; toggled with the hud keys
     hud_font_size: int = field(default=16, metadata=rng(6, 96))
-    hud_refresh_s: float = field(default=0.25, metadata=rng(0.02, 10.0))  # numbers change slowly enough to read
-    notice_s: float = field(default=3.0, metadata=rng(0.1, 60.0))  # how long a notice (gamepad plugged...) stays
+    # numbers change slowly enough to read
+    hud_refresh_s: float = field(default=0.25, metadata=rng(0.02, 10.0))
+    # how long a notice (gamepad plugged...) stays
+    notice_s: float = field(default=3.0, metadata=rng(0.1, 60.0))
     capture_mouse: bool = False  # grab and hide the pointer (mouse-look); escape still quits
     record_dir: str = "recordings"  # where the record key writes when no --record path was given
     record_scale: int = field(default=1, metadata=rng(1, 16))  # MP4 = world frames x this (nearest neighbour)
@@ -95,7 +99,8 @@ def _check_names(profile: Profile, file: object) -> None:
                     raise ConfigError(file, f"{section}.{command}", "unknown name", name,
                                       ", ".join(sorted(allowed)))
                 if name in seen and seen[name] != command:
-                    raise ConfigError(file, f"{section}.{command}", f"'{name}' is already bound to {seen[name]}",
+                    raise ConfigError(file, f"{section}.{command}",
+                                      f"'{name}' is already bound to {seen[name]}",
                                       allowed="each key or button bound to one command")
                 seen[name] = command
 
@@ -113,8 +118,9 @@ def check_bindings(profile: Profile, scheme: Scheme, file: object = None) -> Non
                 if name in used:
                     targets = ", ".join(used[name])
                     raise ConfigError(file or f"profile '{profile.name}'", f"{section}.{command}",
-                                      f"'{name}' is a system key here ({command}) but scheme '{scheme.name}' uses it "
-                                      f"for {targets}; bind {command} to another {section[:-1]} or remap the scheme")
+                                      f"'{name}' is a system key here ({command}) but scheme '{scheme.name}' "
+                                      f"uses it for {targets}; bind {command} to another {section[:-1]} "
+                                      "or remap the scheme")
 
 
 def command_table(profile: Profile) -> tuple[dict[str, Command], dict[str, Command]]:

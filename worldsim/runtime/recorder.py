@@ -1,11 +1,12 @@
 """Recording: the world frames as an MP4 plus the action log that replays them, written atomically.
 
 Both files are written under temporary names in the target directory and renamed into place when the recording
-stops, so an interrupted run never leaves a half-written file under the final name, and an existing recording is
-never replaced unless the caller says so.
+stops, so an interrupted run never leaves a half-written file under the final name, and an existing recording
+is never replaced unless the caller says so.
 
-A frame depends on every frame since the last world reset, so a recording started mid-game (the record key) writes
-that history into its action log first; `RunHistory` keeps it, bounded, and the video starts at the current frame.
+A frame depends on every frame since the last world reset, so a recording started mid-game (the record key)
+writes that history into its action log first; `RunHistory` keeps it, bounded, and the video starts at the
+current frame.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def frame_hash(frame: np.ndarray) -> str:
 
 
 def checkpoint_fingerprint(path: Path | None) -> str:
-    """A short hash of the checkpoint's files, so a replay can tell whether it runs against the same weights."""
+    """A short hash of the checkpoint's files: a replay can tell whether it runs against the same weights."""
     if path is None:
         return "unknown"
     digest = hashlib.sha256()
@@ -63,7 +64,8 @@ def refuse_existing(paths: list[Path], overwrite: bool) -> None:
     """Refuse to start a recording that would replace existing files (unless `overwrite`)."""
     existing = [p for p in paths if p.exists()]
     if existing and not overwrite:
-        raise WorldsimError(f"{existing[0]} already exists; pass --overwrite to replace it, or record elsewhere")
+        raise WorldsimError(f"{existing[0]} already exists; pass --overwrite to replace it, "
+                            "or record elsewhere")
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -142,7 +144,8 @@ class Recording:
         self._last_state_json = ""
         # 1. the video, from the next frame on
         self.video = VideoWriter(self.path, size, fps, scale, crf)
-        # 2. the action log: header, then the history since the last reset that the video's first frame depends on
+        # 2. the action log: header, then the history since the last reset that the video's first frame
+        # depends on
         header = dataclasses.replace(header, video=self.path.name, video_first_frame=len(history.frames),
                                      replayable=history.complete)
         self._log_partial = partial_path(self.log_path)

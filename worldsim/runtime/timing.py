@@ -1,9 +1,9 @@
 """Per-frame timings: a preallocated ring of stage times, summarised for the HUD and the `--stats` file.
 
 Stages of one frame, in loop order: `input` (event poll and the input source), `condition` (scheme encode and
-copying it into the session), `generate` (the generator step), `decode` (VAE decode to pixels), `display` (draw,
-HUD and flip) and `record` (video and action log, after the flip). `latency` is input-to-photon: from the input
-poll of a frame to the flip that shows its result.
+copying it into the session), `generate` (the generator step), `decode` (VAE decode to pixels), `display`
+(draw, HUD and flip) and `record` (video and action log, after the flip). `latency` is input-to-photon: from
+the input poll of a frame to the flip that shows its result.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class FrameTimes:
         self.last_flip_s = 0.0
 
     def add(self, stage_ms: tuple[float, ...], poll_s: float, flip_s: float) -> None:
-        """One generated frame: its stage times in STAGES order (ms), when its input was polled and flipped (s)."""
+        """One generated frame: stage times in STAGES order (ms), when its input was polled, flipped (s)."""
         i = self.count % self.capacity
         row = self.ms[i]
         row[:LATENCY] = stage_ms

@@ -82,7 +82,8 @@ def teacher_forced_fakes(generator: Generator, clip: Clip, gen: torch.Generator 
     noise = torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
     t = x0.new_ones(B, Fr)
     frame_cond, token_cond = clip.conditions
-    return noise - generator(noise, clip.recycled, token_cond, frame_cond, t, x0.new_zeros(B, Fr))
+    v = generator(noise, clip.recycled, token_cond, frame_cond, t, x0.new_zeros(B, Fr))
+    return generator.to_frame(noise - v, clip.recycled)
 
 
 def score(discriminator: Discriminator, frames: torch.Tensor, first: torch.Tensor, clip: Clip,

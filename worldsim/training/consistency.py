@@ -18,7 +18,7 @@ from worldsim.training.clips import Clip
 
 def consistency_loss(student: Generator, teacher: Generator, clip: Clip, teacher_steps: int, shift: float,
                      gen: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    x0 = clip.targets
+    x0 = student.to_output(clip.targets, clip.recycled)
     B, Fr = x0.shape[:2]
     grid = sampler_times(teacher_steps, shift).to(x0.device)  # 1 = t_0 > ... > t_N = 0
     n = torch.randint(0, teacher_steps, (B,), generator=gen, device=x0.device)

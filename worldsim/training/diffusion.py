@@ -28,7 +28,7 @@ def augment_recycled(recycled: torch.Tensor, max_level: float, gen: torch.Genera
 
 def diffusion_loss(generator: Generator, clip: Clip, shift: float, recycle_noise: float = 0.0,
                    gen: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    x0 = clip.targets  # (B, F, C, h, w)
+    x0 = generator.to_output(clip.targets, clip.recycled)  # (B, F, C, h, w): frames, or changes (residual)
     B, Fr = x0.shape[:2]
     t = sample_times(B, shift, gen, x0.device)[:, None].expand(B, Fr)
     noise = torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
