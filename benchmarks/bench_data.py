@@ -15,6 +15,7 @@ Measured in one run on this machine (median of --repeats where it is a rate):
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import tempfile
@@ -34,6 +35,24 @@ from worldsim.data.record import record
 BATCH, WINDOW, MODEL_RESOLUTION, LATENT_SHAPE = 16, 9, (128, 96), (8, 12, 16)
 EPISODE_STEPS = 999  # 1,000 frames per episode, like the shipped recipe's episodes
 SAMPLE_SECONDS = 2.0
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process (all threads) plus its live children (the ViZDoom engine), from /proc.
+
+    On a shared machine the wall-clock rate depends on everyone else's load; the CPU cost per frame does not.
+    """
+    times = os.times()
+    total = times.user + times.system
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == os.getpid():  # fields[1]: parent pid; [11], [12]: user and system ticks
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def median_rate(measure: Callable[[], float], repeats: int) -> float:
@@ -97,9 +116,13 @@ def run(args: argparse.Namespace, tmp: Path) -> tuple[str, list[tuple[str, str]]
         rows.append(("engine + exploration policy", f"{rate:,.0f} frames/s"))
         # 2. the whole recorder, writes in the background (default) and in the foreground
         data = tmp / "data"
+        cpu = cpu_seconds()
         rates = [recording(env, policy, data, args.frames, background=True) for _ in range(args.repeats)]
         full, index = statistics.median(r for r, _ in rates), rates[-1][1]
+        cpu_ms = (cpu_seconds() - cpu) / (index.frames() * args.repeats) * 1e3
         rows.append(("record(): policy+engine+deflate+write", f"{full:,.0f} frames/s"))
+        rows.append(("  CPU per recorded frame (all processes)", f"{cpu_ms:.3f} ms = {2 / cpu_ms * 1e3:,.0f} "
+                     f"frames/s on 2 free cores"))
         fore = median_rate(lambda: recording(env, policy, tmp / "fore", args.frames, False)[0], args.repeats)
         rows.append(("  same, writes in the foreground", f"{fore:,.0f} frames/s (background threads: "
                      f"{full / fore:.2f}x)"))
@@ -144,7 +167,9 @@ def main() -> None:
         setting, rows = run(args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\nworldsim data benchmark: {setting}; {args.frames} frames x {args.repeats} repeats")
+    load = os.getloadavg()[0]  # other work on the machine skews every rate; say how busy it was
+    print(f"\nworldsim data benchmark: {setting}; {args.frames} frames x {args.repeats} repeats; "
+          f"{os.cpu_count()} CPUs, load average {load:.1f} at the end")
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")

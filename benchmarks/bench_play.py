@@ -1,15 +1,16 @@
 """Play speed: the headless game loop at the shipped world's size, and what the KV cache buys.
 
-    python benchmarks/bench_play.py [--frames 300] [--threads 2] [--json OUT] [--record]
+    python benchmarks/bench_play.py [--frames 300] [--threads 2] [--dtype float32] [--record] [--json OUT]
 
-Measures, in one run on this machine, with a random-weight checkpoint (generator `world-m`, VAE `world-s`: 128x96
-frames, 48 tokens per frame):
-  - the real headless play loop (`GameLoop`: events -> step -> draw + HUD at 4x -> flip), scripted input:
-    fps and input-to-photon latency p50/p95 against the targets (>= 30 fps, p95 < 50 ms), per-stage times;
-  - cached step vs full recompute: `generator.step` against the sliding KV cache, versus `generator(...)` (the
-    block-causal full-sequence forward) over the last `window` frames every frame; frames/s of each and the ratio;
-  - the generator step at 1 and 2 torch threads;
-  - where the time goes: torch profiler op totals over the generator step and the VAE decode.
+Measured in one run on this machine, with a random-weight checkpoint (generator `world-m`, VAE `world-s`:
+128x96 frames, 48 tokens per frame):
+  1. the real headless play loop (`GameLoop`: events -> step -> draw + HUD at 4x -> flip), scripted input:
+     fps and input-to-photon latency p50/p95 against the targets (>= 30 fps, p95 < 50 ms), per-stage times,
+     and CPU time per frame (on a shared machine wall time includes waiting for the cores);
+  2. cached step vs full recompute: `generator.step` against the sliding KV cache, versus `generator(...)`
+     (the block-causal full-sequence forward) over the last `window` frames for every frame;
+  3. the session step at 1 and 2 torch threads, and at float32 and bfloat16;
+  4. where the time goes: per module (forward hooks) and per torch op (profiler).
 """
 
 from __future__ import annotations
@@ -41,19 +42,27 @@ from worldsim.testing import random_checkpoint  # noqa: E402
 
 TARGET_FPS = 30.0
 TARGET_P95_MS = 50.0
+WALK = ControllerState(keys=frozenset({"w"}))
+WARM_STEPS = 20  # past the ring-filling frames, so the cache is in its steady state
 
 
-def play_loop(checkpoint_dir: Path, frames: int, warmup: int, record: Path | None) -> dict:
-    """The real loop, headless and unthrottled; statistics over the frames after the warm-up."""
-    session = WorldSession(load_checkpoint(checkpoint_dir))
+# ---- 1. the play loop --------------------------------------------------------------------------------------
+
+
+def play_loop(checkpoint_dir: Path, frames: int, warmup: int, record: Path | None,
+              dtype: torch.dtype) -> dict:
+    """The real loop, headless and unthrottled; percentiles over the frames after the warm-up."""
+    session = WorldSession(load_checkpoint(checkpoint_dir), dtype=dtype)
     header = ActionLogHeader(scheme=session.scheme.name, encoding=session.scheme.encoding_dict(), seed=0,
                              steps=session.steps, checkpoint="bench")
     loop = GameLoop(session, open_source("scripted"), load_profile("desktop"), header, fps=None,
                     max_frames=warmup + frames, record_path=record, overwrite=True)
+    cpu_start, wall_start = time.process_time(), time.perf_counter()
     loop.run()
-    times = loop.times
-    rows = times.ms[warmup:times.count]
-    flips = times.flip_s[warmup:times.count]
+    cpu_ms = (time.process_time() - cpu_start) / loop.frames * 1e3  # warm-up included, like wall_ms
+    wall_ms = (time.perf_counter() - wall_start) / loop.frames * 1e3
+    rows = loop.times.ms[warmup:loop.times.count]
+    flips = loop.times.flip_s[warmup:loop.times.count]
     p50, p95 = np.percentile(rows, [50, 95], axis=0)
     return {
         "frames": len(rows),
@@ -61,7 +70,12 @@ def play_loop(checkpoint_dir: Path, frames: int, warmup: int, record: Path | Non
         "latency_ms": {"p50": p50[LATENCY], "p95": p95[LATENCY], "max": rows[:, LATENCY].max()},
         "stage_ms": {name: p50[i] for i, name in enumerate(STAGES)},
         "stage_ms_p95": {name: p95[i] for i, name in enumerate(STAGES)},
+        "cpu_ms_per_frame": cpu_ms,
+        "wall_ms_per_frame": wall_ms,
     }
+
+
+# ---- 2. cache vs recompute ---------------------------------------------------------------------------------
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -78,9 +92,9 @@ def cache_vs_recompute(session: WorldSession, frames: int) -> dict:
     """Generator-only time per frame: cached step vs the full block-causal forward over the last window."""
     g = session.generator
     c = g.config
-    condition = session.scheme.encode(ControllerState(keys=frozenset({"w"})), session.grid)
-    frame_cond = torch.from_numpy(condition.frame)[None]
-    token_cond = torch.from_numpy(condition.tokens)[None]
+    condition = session.scheme.encode(WALK, session.grid)
+    frame_cond = torch.from_numpy(condition.frame)[None]  # (1, frame_dim)
+    token_cond = torch.from_numpy(condition.tokens)[None]  # (1, token_channels, h, w)
     session.reset()
     latent = session.latent
     for _ in range(c.window + c.sink):  # fill the ring: the steady state a long game runs in
@@ -92,33 +106,98 @@ def cache_vs_recompute(session: WorldSession, frames: int) -> dict:
 
     window = c.window
     seq = lambda x: x[:, None].expand(1, window, *x.shape[1:]).contiguous()  # noqa: E731 - (1, window, ...)
-    noisy, recycled = seq(noise), seq(latent)
-    tokens, frame_vec = seq(token_cond), seq(frame_cond)
-    t, aug = torch.ones(1, window), torch.zeros(1, window)
+    inputs = (seq(noise), seq(latent), seq(token_cond), seq(frame_cond), torch.ones(1, window),
+              torch.zeros(1, window))
 
     def recompute():
-        g(noisy, recycled, tokens, frame_vec, t, aug)[:, -1]
+        g(*inputs)[:, -1]  # every frame: all `window` frames through the network, keep the newest
 
     cached_ms = median_ms(cached, frames)
     recompute_ms = median_ms(recompute, max(5, frames // 5))
-    return {"window": window, "tokens_per_frame": c.tokens, "cached_ms": cached_ms, "recompute_ms": recompute_ms,
-            "cached_fps": 1e3 / cached_ms, "recompute_fps": 1e3 / recompute_ms,
+    return {"window": window, "tokens_per_frame": c.tokens, "cached_ms": cached_ms,
+            "recompute_ms": recompute_ms, "cached_fps": 1e3 / cached_ms, "recompute_fps": 1e3 / recompute_ms,
             "ratio": recompute_ms / cached_ms}
+
+
+# ---- 3. threads and precision ------------------------------------------------------------------------------
 
 
 @torch.inference_mode()
 def step_ms(session: WorldSession, frames: int) -> dict:
-    """Median generator and decode time of a session step (the session's own stage timings)."""
-    condition = session.scheme.encode(ControllerState(keys=frozenset({"w"})), session.grid)
+    """Median generate and decode time of a session step (the session's own stage timings)."""
+    condition = session.scheme.encode(WALK, session.grid)
     session.reset()
-    for _ in range(20):
+    for _ in range(WARM_STEPS):
         session.step(condition)
-    gen, dec = [], []
+    generate, decode = [], []
     for _ in range(frames):
         session.step(condition)
-        gen.append(session.timings_ms["generate"])
-        dec.append(session.timings_ms["decode"])
-    return {"generate_ms": statistics.median(gen), "decode_ms": statistics.median(dec)}
+        generate.append(session.timings_ms["generate"])
+        decode.append(session.timings_ms["decode"])
+    return {"generate_ms": statistics.median(generate), "decode_ms": statistics.median(decode)}
+
+
+def dtype_sweep(checkpoint_dir: Path, frames: int) -> dict:
+    """float32 vs bfloat16 (bf16 matmuls and convs use AMX / AVX-512 BF16 where the CPU has them)."""
+    results = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        session = WorldSession(load_checkpoint(checkpoint_dir), dtype=dtype)
+        results[str(dtype).removeprefix("torch.")] = step_ms(session, frames)
+    return results
+
+
+# ---- 4. where the time goes --------------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def module_times(session: WorldSession, frames: int) -> dict:
+    """ms per frame in each part of the generator step and the decoder, timed with forward hooks."""
+    totals: dict[str, float] = {}
+    handles = []
+
+    def timed(module: torch.nn.Module, name: str) -> None:
+        def before(mod, args):
+            mod._bench_start = time.perf_counter()
+
+        def after(mod, args, out):
+            totals[name] = totals.get(name, 0.0) + time.perf_counter() - mod._bench_start
+
+        handles.append(module.register_forward_pre_hook(before))
+        handles.append(module.register_forward_hook(after))
+
+    for block in session.generator.blocks:
+        timed(block, "blocks")
+        timed(block.attn, "attention")
+        timed(block.attn.qkv, "attention qkv projection")
+        timed(block.attn.proj, "attention output projection")
+        timed(block.mlp, "mlp")
+        timed(block.modulation, "adaLN modulation")
+    timed(session.vae.decoder, "vae decoder")
+    condition = session.scheme.encode(WALK, session.grid)
+    session.reset()
+    for _ in range(WARM_STEPS):
+        session.step(condition)
+    totals.clear()
+    generate = 0.0
+    for _ in range(frames):
+        session.step(condition)
+        generate += session.timings_ms["generate"] / 1e3
+    for handle in handles:
+        handle.remove()
+    ms = {name: total / frames * 1e3 for name, total in totals.items()}
+    attention_rest = ms["attention"] - ms["attention qkv projection"] - ms["attention output projection"]
+    return {
+        "generator step": generate / frames * 1e3,
+        "  adaLN modulation (8 x 384->2304 GEMV)": ms["adaLN modulation"],
+        "  attention q/k/v + output projections": ms["attention qkv projection"]
+        + ms["attention output projection"],
+        "  attention rotary + cache writes + SDPA": attention_rest,
+        "  mlp": ms["mlp"],
+        "  outside blocks (embed, patches, head)": generate / frames * 1e3 - ms["blocks"],
+        "  blocks: norms, gates, residuals": ms["blocks"] - ms["attention"] - ms["mlp"]
+        - ms["adaLN modulation"],
+        "vae decode": ms["vae decoder"],
+    }
 
 
 @torch.inference_mode()
@@ -126,17 +205,21 @@ def profile_ops(session: WorldSession, frames: int, top: int) -> list[dict]:
     """Self CPU time by torch op over `frames` session steps (generator + decode)."""
     from torch.profiler import ProfilerActivity, profile
 
-    condition = session.scheme.encode(ControllerState(keys=frozenset({"w"})), session.grid)
+    condition = session.scheme.encode(WALK, session.grid)
     session.reset()
-    for _ in range(20):
+    for _ in range(WARM_STEPS):
         session.step(condition)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(frames):
             session.step(condition)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
-    return [{"op": e.key, "calls_per_frame": e.count / frames, "ms_per_frame": e.self_cpu_time_total / 1e3 / frames,
-             "share": e.self_cpu_time_total / total} for e in events[:top]]
+    return [{"op": e.key, "calls_per_frame": e.count / frames,
+             "ms_per_frame": e.self_cpu_time_total / 1e3 / frames, "share": e.self_cpu_time_total / total}
+            for e in events[:top]]
+
+
+# ---- report ------------------------------------------------------------------------------------------------
 
 
 def main() -> None:
@@ -144,9 +227,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                        help="play loop precision")
     parser.add_argument("--generator", default="world-m")
     parser.add_argument("--vae", default="world-s")
-    parser.add_argument("--record", action="store_true", help="also write the MP4 + action log in the play loop")
+    parser.add_argument("--record", action="store_true",
+                        help="also write the MP4 + action log in the play loop")
+    parser.add_argument("--loop-only", action="store_true", help="measure the play loop only (part 1)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -156,56 +243,76 @@ def main() -> None:
         session = WorldSession(load_checkpoint(ckpt))
         g = session.generator.config
         params = sum(p.numel() for p in session.generator.parameters()) / 1e6
-        print(f"worldsim play benchmark: generator {args.generator} (dim {g.dim}, depth {g.depth}, {params:.1f}M "
-              f"params, {g.tokens} tokens/frame, window {g.window}), VAE {args.vae} "
-              f"{session.image_size[1]}x{session.image_size[0]}, torch {torch.__version__}, "
-              f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.2f}")
+        print(f"worldsim play benchmark: generator {args.generator} (dim {g.dim}, depth {g.depth}, "
+              f"{params:.1f}M params, {g.tokens} tokens/frame, window {g.window}), VAE {args.vae} "
+              f"{session.image_size[1]}x{session.image_size[0]}; torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average "
+              f"{os.getloadavg()[0]:.2f} at start")
 
         # 1. the real loop
-        loop = play_loop(ckpt, args.frames, args.warmup, Path(tmp) / "bench.mp4" if args.record else None)
-        ok_fps = loop["fps"] >= TARGET_FPS
-        ok_latency = loop["latency_ms"]["p95"] < TARGET_P95_MS
-        print(f"\nheadless play loop, {loop['frames']} frames after {args.warmup} warm-up (HUD on, window x4"
-              f"{', recording' if args.record else ''}):")
-        print(f"  {'fps':<28}{loop['fps']:8.1f}   target >= {TARGET_FPS:.0f}   {'PASS' if ok_fps else 'FAIL'}")
+        record = Path(tmp) / "bench.mp4" if args.record else None
+        loop = play_loop(ckpt, args.frames, args.warmup, record, getattr(torch, args.dtype))
+        fps_ok = loop["fps"] >= TARGET_FPS
+        latency_ok = loop["latency_ms"]["p95"] < TARGET_P95_MS
         lat = loop["latency_ms"]
-        print(f"  {'latency p50 / p95 (ms)':<28}{lat['p50']:8.1f} / {lat['p95']:.1f}   target p95 < "
-              f"{TARGET_P95_MS:.0f}   {'PASS' if ok_latency else 'FAIL'}   (max {lat['max']:.1f})")
-        print(f"  {'stage':<12}{'p50 ms':>10}{'p95 ms':>10}")
+        print(f"\n1. headless play loop, {loop['frames']} frames after {args.warmup} warm-up ({args.dtype}, "
+              f"HUD on, window x4{', recording' if args.record else ''})")
+        print(f"  {'fps':<30}{loop['fps']:8.1f}           target >= {TARGET_FPS:.0f}   "
+              f"{'PASS' if fps_ok else 'FAIL'}")
+        print(f"  {'latency p50 / p95 ms':<30}{lat['p50']:8.1f} / {lat['p95']:<6.1f}  target p95 < "
+              f"{TARGET_P95_MS:.0f}   {'PASS' if latency_ok else 'FAIL'}   (max {lat['max']:.1f})")
+        print(f"  {'CPU / wall ms per frame':<30}{loop['cpu_ms_per_frame']:8.1f} / "
+              f"{loop['wall_ms_per_frame']:.1f}   (CPU time ~ the cost on idle cores, at 1 thread)")
+        print(f"  {'stage':<14}{'p50 ms':>8}{'p95 ms':>10}")
         for name in STAGES:
-            print(f"  {name:<12}{loop['stage_ms'][name]:10.2f}{loop['stage_ms_p95'][name]:10.2f}")
+            print(f"  {name:<14}{loop['stage_ms'][name]:8.2f}{loop['stage_ms_p95'][name]:10.2f}")
+
+        if args.loop_only:
+            if args.json is not None:
+                args.json.write_text(json.dumps({"play_loop": loop}, indent=2, default=float) + "\n")
+            return
 
         # 2. cached step vs full recompute
         cache = cache_vs_recompute(session, frames=60)
-        print(f"\nKV cache vs full recompute (generator only, steady state, window {cache['window']} x "
-              f"{cache['tokens_per_frame']} tokens):")
-        print(f"  cached step        {cache['cached_ms']:8.1f} ms   {cache['cached_fps']:7.1f} frames/s")
-        print(f"  full recompute     {cache['recompute_ms']:8.1f} ms   {cache['recompute_fps']:7.1f} frames/s")
-        print(f"  ratio              {cache['ratio']:8.1f}x faster with the cache")
+        print(f"\n2. KV cache vs full recompute (generator only, steady state, window {cache['window']} x "
+              f"{cache['tokens_per_frame']} tokens)")
+        print(f"  cached step      {cache['cached_ms']:8.1f} ms  {cache['cached_fps']:7.1f} frames/s")
+        print(f"  full recompute   {cache['recompute_ms']:8.1f} ms  {cache['recompute_fps']:7.1f} frames/s")
+        print(f"  ratio            {cache['ratio']:8.1f}x frames/s with the cache")
 
-        # 3. threads
+        # 3. threads and precision
         threads = {}
         for n in (1, 2):
             torch.set_num_threads(n)
             threads[n] = step_ms(session, frames=40)
         torch.set_num_threads(args.threads)
-        print("\nthreads (session step, median ms):")
+        dtypes = dtype_sweep(ckpt, frames=40)
+        print("\n3. session step, median ms")
         for n, t in threads.items():
-            print(f"  {n} thread{'s' if n > 1 else ' '}   generate {t['generate_ms']:6.1f}   decode "
-                  f"{t['decode_ms']:6.1f}")
+            print(f"  {'float32, ' + str(n) + ' thread(s)':<28}generate {t['generate_ms']:6.1f}   "
+                  f"decode {t['decode_ms']:6.1f}")
+        for name, t in dtypes.items():
+            print(f"  {name + ', ' + str(args.threads) + ' thread(s)':<28}generate {t['generate_ms']:6.1f}   "
+                  f"decode {t['decode_ms']:6.1f}")
 
         # 4. where the time goes
+        modules = module_times(WorldSession(load_checkpoint(ckpt)), frames=40)
+        print(f"\n4. where the time goes (float32, {args.threads} thread(s), ms per frame)")
+        for name, ms in modules.items():
+            print(f"  {name:<44}{ms:7.2f}")
         ops = profile_ops(session, frames=30, top=12)
-        print("\nwhere the time goes (torch profiler, self CPU per frame, generator step + VAE decode):")
+        print("  by torch op (profiler, self CPU, generator step + VAE decode):")
         for op in ops:
-            print(f"  {op['op']:<40}{op['ms_per_frame']:8.2f} ms  {100 * op['share']:5.1f}%  "
+            print(f"    {op['op'][:44]:<46}{op['ms_per_frame']:7.2f} ms {100 * op['share']:5.1f}%  "
                   f"{op['calls_per_frame']:6.1f} calls")
 
     if args.json is not None:
-        report = {"generator": args.generator, "vae": args.vae, "threads": args.threads, "torch": torch.__version__,
-                  "load_avg": os.getloadavg()[0], "play_loop": loop, "targets": {"fps": TARGET_FPS,
-                  "latency_p95_ms": TARGET_P95_MS, "fps_ok": ok_fps, "latency_ok": ok_latency},
-                  "cache_vs_recompute": cache, "threads_step_ms": threads, "ops": ops}
+        report = {"generator": args.generator, "vae": args.vae, "threads": args.threads, "dtype": args.dtype,
+                  "torch": torch.__version__, "load_average": os.getloadavg()[0], "play_loop": loop,
+                  "targets": {"fps": TARGET_FPS, "latency_p95_ms": TARGET_P95_MS, "fps_ok": fps_ok,
+                              "latency_ok": latency_ok},
+                  "cache_vs_recompute": cache, "threads_step_ms": threads, "dtype_step_ms": dtypes,
+                  "module_ms": modules, "ops": ops}
         args.json.write_text(json.dumps(report, indent=2, default=float) + "\n")
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from worldsim.config import ConfigError, parse_yaml
 from worldsim.conditioning import load_scheme
+from worldsim.config import ConfigError, parse_yaml
 from worldsim.training.recipe import load_recipe
 
 GOOD_CAMERA = """

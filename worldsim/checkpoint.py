@@ -25,9 +25,9 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from worldsim.config import ConfigError, from_dict, load_yaml, to_dict
 from worldsim.conditioning.encodings import EncodingConfig
 from worldsim.conditioning.scheme import parse_encoding
+from worldsim.config import ConfigError, from_dict, load_yaml, to_dict
 from worldsim.errors import WorldsimError
 from worldsim.models.generator import Generator, GeneratorConfig
 from worldsim.models.vae import VAE, VAEConfig

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from worldsim.checkpoint import CheckpointConfig, SamplingConfig, build_models, provenance, save_checkpoint
-from worldsim.config import from_dict
 from worldsim.conditioning.scheme import load_scheme
+from worldsim.config import from_dict
 from worldsim.models.generator import GENERATOR_PRESETS, GeneratorConfig
 from worldsim.models.vae import VAE_PRESETS, VAEConfig
 

@@ -180,3 +180,23 @@ def test_shipped_configs_start(name, camera):
         assert frame.shape == (120, 160, 3) and frame.std() > 1.0  # a real picture, not a blank screen
     finally:
         env.close()
+
+
+def test_recorded_alignment_matches_the_engines_pose_change(make_doom, camera, tmp_path):
+    from data_fakes import ScriptedPolicy
+
+    from worldsim.data.record import record
+    from worldsim.data.storage import load_episodes
+
+    # a right turn commanded at step 3 and a backward step at step 5 (the MAP01 start faces an open hall east)
+    script = [[0, 0, 0, 0]] * 2 + [[0, 0, 1.0, 0]] + [[0, 0, 0, 0]] + [[-1.0, 0, 0, 0]] + [[0, 0, 0, 0]]
+    record(make_doom(camera), ScriptedPolicy(script), tmp_path / "d", episodes=1, steps=6, seed=0,
+           val_fraction=0, progress=False)
+    (episode,) = load_episodes(tmp_path / "d")
+    turns = [turned(a, b) for a, b in zip(episode.poses[:-1, 2], episode.poses[1:, 2])]
+    assert np.flatnonzero(np.abs(turns) > 1e-3).tolist() == [2]  # between frames 2 and 3, not 3 and 4
+    assert turns[2] == pytest.approx(-camera.encoding_config.yaw_speed, abs=ANGLE_TOL)
+    assert episode.actions[3, 2] == 1.0 and not np.array_equal(episode.frames[3], episode.frames[2])
+    moved = np.hypot(*np.diff(episode.poses[:, :2], axis=0).T)
+    assert moved[:4].max() == 0 and moved[4] > 0.5  # the step back shows up between frames 4 and 5
+    assert episode.actions[5, 0] == -1.0

@@ -79,25 +79,27 @@ def test_quitting_keeps_what_was_played(tmp_path, camera, window):
     np.testing.assert_array_equal(episode.actions[1:, 1], -1.0)  # 'a' strafes left
 
 
-def test_record_cli_keyboard_plays_the_real_engine(tmp_path, window):
+def test_record_cli_keyboard_plays_the_real_engine(tmp_path, window, monkeypatch):
     pytest.importorskip("vizdoom", reason="ViZDoom not installed (pip install 'worldsim[train]')")
-    import threading
-
     from worldsim.cli import main
 
     pygame.display.init()
     pygame.display.set_mode((8, 8))
     pygame.event.post(key(pygame.KEYDOWN, "w"))
-    # the player closes the window after a moment; the engine runs in real time (17.5 frames/s)
-    closer = threading.Timer(0.5, lambda: pygame.event.post(pygame.event.Event(pygame.QUIT)))
-    closer.start()
-    try:
-        code = main(["record", "--env", "doom", "--input", "keyboard", "--episodes", "1", "--steps", "200",
-                     "--out", str(tmp_path / "mine"), "--no-progress", "--scale", "1"])
-    finally:
-        closer.cancel()
+    act, frames = KeyboardPolicy.act, []
+
+    def act_then_close(self, frame, pose):
+        frames.append(frame)
+        if len(frames) == 6:  # the player closes the window while the 6th frame is shown
+            pygame.event.post(pygame.event.Event(pygame.QUIT))
+        return act(self, frame, pose)
+
+    monkeypatch.setattr(KeyboardPolicy, "act", act_then_close)
+    code = main(["record", "--env", "doom", "--input", "keyboard", "--episodes", "1", "--steps", "200",
+                 "--out", str(tmp_path / "mine"), "--no-progress", "--scale", "1"])
     assert code == 0
     (episode,) = load_episodes(tmp_path / "mine")
-    assert 3 <= len(episode) < 50  # real time, stopped by the window closing, not by --steps
+    assert len(episode) == 6  # stopped by the window closing, not by --steps
+    np.testing.assert_array_equal(episode.frames, np.array(frames))  # recorded: what the player saw
     assert np.all(episode.actions[1:, 0] == 1.0)  # 'w' held: full forward
     assert np.hypot(*(episode.poses[-1, :2] - episode.poses[0, :2])) > 5.0

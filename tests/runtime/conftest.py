@@ -18,11 +18,23 @@ def key_event(kind: int, name: str) -> pygame.event.Event:
     return pygame.event.Event(kind, key={n: c for c, n in KEY_CODES.items()}[name])
 
 
-def press(*names: str) -> None:
+def post_presses(*names: str) -> None:
     """Post key presses (down and up) as the window would deliver them."""
     for name in names:
         pygame.event.post(key_event(pygame.KEYDOWN, name))
         pygame.event.post(key_event(pygame.KEYUP, name))
+
+
+@pytest.fixture
+def press():
+    """press("p", "n"): post key presses for the loop's next iteration."""
+    return post_presses
+
+
+@pytest.fixture
+def hold():
+    """hold("w"): post a key-down only (the key stays held)."""
+    return lambda name: pygame.event.post(key_event(pygame.KEYDOWN, name))
 
 
 @pytest.fixture

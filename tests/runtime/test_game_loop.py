@@ -3,7 +3,6 @@
 import numpy as np
 import pygame
 
-from tests.runtime.conftest import key_event, press
 from worldsim.input.devices import LiveInput
 from worldsim.input.replay import read_action_log
 from worldsim.input.sources import open_source
@@ -15,7 +14,7 @@ def frames(loop, n: int) -> None:
         loop.frame()
 
 
-def test_pause_step_reset_hud_and_quit_keys(make_loop):
+def test_pause_step_reset_hud_and_quit_keys(make_loop, press):
     loop = make_loop(LiveInput(gamepads=False))
     frames(loop, 3)
     assert loop.frames == 3 and loop.session.frame_index == 3
@@ -48,10 +47,10 @@ def test_pause_step_reset_hud_and_quit_keys(make_loop):
     assert not loop.running
 
 
-def test_keys_reach_the_condition_but_system_keys_do_not(make_loop):
+def test_keys_reach_the_condition_but_system_keys_do_not(make_loop, press, hold):
     loop = make_loop(LiveInput(gamepads=False))
-    pygame.event.post(key_event(pygame.KEYDOWN, "w"))
-    pygame.event.post(key_event(pygame.KEYDOWN, "p"))
+    hold("w")
+    hold("p")
     loop.frame()
     assert loop.source.state.keys == {"w"}  # "p" paused the game instead of reaching the controls
     press("p")
@@ -59,7 +58,7 @@ def test_keys_reach_the_condition_but_system_keys_do_not(make_loop):
     assert dict(zip(loop.scheme.control_names, loop.hud.values.tolist()))["forward"] == 1.0
 
 
-def test_reset_replays_the_same_world(make_loop):
+def test_reset_replays_the_same_world(make_loop, press):
     loop = make_loop(LiveInput(gamepads=False))  # no events: the same (neutral) controls every frame
     frames(loop, 5)
     before = [digest for _, _, digest in loop.history.frames]
@@ -68,7 +67,7 @@ def test_reset_replays_the_same_world(make_loop):
     assert [digest for _, _, digest in loop.history.frames] == before and len(set(before)) > 1
 
 
-def test_recording_mid_game_keeps_the_history_for_replay(make_loop, tmp_path):
+def test_recording_mid_game_keeps_the_history_for_replay(make_loop, tmp_path, press):
     loop = make_loop(open_source("scripted"))
     frames(loop, 4)
     press("f5")
@@ -83,6 +82,27 @@ def test_recording_mid_game_keeps_the_history_for_replay(make_loop, tmp_path):
     replay = make_loop(open_source(f"replay:{log.path}"))
     replay.run()
     assert replay.replay.checked == 10 and replay.replay.exact
+
+
+def test_recording_without_frames_leaves_no_files(make_loop, tmp_path, press):
+    loop = make_loop(LiveInput(gamepads=False))
+    press("p", "f5")
+    loop.frame()
+    assert loop.recording is not None
+    press("f5")
+    loop.frame()
+    assert loop.recording is None and loop.saved == [] and "discarded" in loop.notices[-1]
+    assert not (tmp_path / "recordings").exists() or not any((tmp_path / "recordings").iterdir())
+
+
+def test_window_resize_keeps_the_frame_aspect(make_loop):
+    loop = make_loop(LiveInput(gamepads=False))
+    pygame.display.set_mode((300, 100), pygame.RESIZABLE)
+    pygame.event.post(pygame.event.Event(pygame.VIDEORESIZE, size=(300, 100), w=300, h=100))
+    loop.frame()
+    rect = loop.window.rect
+    assert rect.h == 100 and rect.w == 150 and rect.x == 75  # 3:2 world letterboxed in a 3:1 window
+    assert len(loop.window.bars) == 2
 
 
 def test_stats_and_hud_drawing(make_loop):

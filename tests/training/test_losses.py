@@ -2,8 +2,13 @@ import torch
 
 from worldsim.models.generator import GENERATOR_PRESETS, Generator, GeneratorConfig
 from worldsim.testing import perturb_
-from worldsim.training.adversarial import (Discriminator, approximate_r1, discriminator_loss, generator_loss,
-                                           student_rollout)
+from worldsim.training.adversarial import (
+    Discriminator,
+    approximate_r1,
+    discriminator_loss,
+    generator_loss,
+    student_rollout,
+)
 from worldsim.training.clips import Clip
 from worldsim.training.consistency import consistency_loss
 from worldsim.training.diffusion import diffusion_loss

@@ -60,7 +60,8 @@ class Controls:
         self._validate(file, path)
         # Tables resolved once so `resolve` is a few dictionary lookups per frame.
         self._digital = {
-            src: [(name, [(self.index[c], v) for c, v in table.items()]) for name, table in getattr(config, src).items()]
+            src: [(name, [(self.index[c], v) for c, v in table.items()])
+                  for name, table in getattr(config, src).items()]
             for src in ("keys", "mouse_buttons", "buttons")
         }
         self._mouse = [(axis, self.index[b.control], b.scale, b.dead_zone, _CURVE_POWER[b.curve])

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from worldsim.config import ASSETS_DIR, ConfigError, from_dict, load_yaml, to_dict
 from worldsim.conditioning.controls import Controls, ControlsConfig
 from worldsim.conditioning.encodings import ENCODINGS, Encoding, EncodingConfig
+from worldsim.config import ASSETS_DIR, ConfigError, from_dict, load_yaml, to_dict
 from worldsim.input.state import ControllerState
 
 SCHEMES_DIR = ASSETS_DIR / "schemes"

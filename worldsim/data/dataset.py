@@ -86,9 +86,15 @@ def resize_frames(frames: np.ndarray, resolution: tuple[int, int],
     return out
 
 
-def to_model_range(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 -> float32 in [-1, 1], same shape."""
-    return torch.as_tensor(frames).to(torch.float32).mul_(2.0 / 255.0).sub_(1.0)
+def to_model_range(frames: np.ndarray) -> torch.Tensor:
+    """uint8 -> float32 in [-1, 1], same shape.
+
+    numpy on purpose: at this size torch's intra-op thread pool costs more than the arithmetic when the other
+    core is busy (measured 35 ms vs 3.5 ms for 16x9 frames at 128x96 on a loaded 2-core machine).
+    """
+    out = np.multiply(frames, np.float32(2.0 / 255.0), dtype=np.float32)
+    out -= 1.0
+    return torch.from_numpy(out)
 
 
 def check_scheme(scheme: Scheme, index: DatasetIndex) -> None:
@@ -113,6 +119,7 @@ class _Windows(Dataset):
         self.scheme, self.window, self.grid = scheme, window, grid
         self.actions, self.poses = actions, poses
         offsets = np.cumsum([0, *lengths[:-1]]).astype(np.int64)
+        self.episode_starts = offsets  # global index of each episode's first frame
         # A window never crosses an episode boundary: starts run to length - window in each episode.
         starts = [offset + np.arange(n - window + 1) for offset, n in zip(offsets, lengths) if n >= window]
         self.starts = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
@@ -326,4 +333,4 @@ class LatentWindowDataset(_Windows):
                            f"{cache.dir} ({split})")
 
     def _visual(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
-        return {"latents": torch.from_numpy(self.latents[idx]).float()}  # (B, K, C, h, w)
+        return {"latents": torch.from_numpy(self.latents[idx].astype(np.float32))}  # (B, K, C, h, w)

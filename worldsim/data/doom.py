@@ -88,8 +88,10 @@ class DoomConfig:
     skill: int = field(default=3, metadata=rng(1, 5))
     resolution: Resolution = "160x120"
     frame_skip: int = field(default=2, metadata=rng(1, 35))  # engine tics per recorded frame (35 tics = 1 s)
-    render_hud: bool = False  # status bar, weapon sprite and crosshair off: they waste model capacity on
-    render_weapon: bool = False  # pixels that do not depend on the camera
+    # Status bar, weapon sprite and crosshair are off by default: pixels that ignore the camera only waste
+    # the world model's capacity (the weapon bobs with every step).
+    render_hud: bool = False
+    render_weapon: bool = False
     render_crosshair: bool = False
     render_messages: bool = False  # "picked up a ..." text overlays
     episode_timeout_tics: int = field(default=0, metadata=rng(0, 10_000_000))  # tics of play; 0: no limit
@@ -151,13 +153,15 @@ class DoomEnv:
         self._buttons, self._encode = self._action_mapping(scheme, config, config_file)
 
         self._scratch = tempfile.mkdtemp(prefix="worldsim-vizdoom-")
-        self._cleanup = weakref.finalize(self, shutil.rmtree, self._scratch, True)
         game = vzd.DoomGame()
+        # Runs on close(), garbage collection or interpreter exit: engine first (it saves its .ini on the way
+        # out), then its scratch folder.
+        self._cleanup = weakref.finalize(self, _shut_down, game, self._scratch)
         game.set_doom_config_path(os.path.join(self._scratch, "_vizdoom.ini"))
         game.set_doom_game_path(str(game_wad))
         if scenario_wad is not None:
             game.set_doom_scenario_path(str(scenario_wad))
-        game.set_doom_map(config.map)
+        game.set_doom_map(config.map.upper())
         game.set_doom_skill(config.skill)
         if not config.monsters:
             game.add_game_args("-nomonsters")
@@ -181,6 +185,7 @@ class DoomEnv:
             try:
                 game.init()
             except Exception as err:  # vizdoom has its own exception types; the user can only fix the config
+                self._cleanup()
                 raise WorldsimError(f"ViZDoom failed to start ({config_file or 'config'}): {err}") from None
             finally:
                 os.chdir(previous)
@@ -305,10 +310,7 @@ class DoomEnv:
         }
 
     def close(self) -> None:
-        game = getattr(self, "_game", None)
-        if game is not None:
-            game.close()
-            self._game = None
+        self._game = None
         if hasattr(self, "_cleanup"):
             self._cleanup()
 
@@ -317,6 +319,13 @@ class DoomEnv:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _shut_down(game: Any, scratch: str) -> None:
+    try:
+        game.close()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _import_vizdoom() -> Any:

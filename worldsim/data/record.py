@@ -50,7 +50,7 @@ def episode_seed(dataset_seed: int, episode_id: int) -> int:
 
 def open_dataset(out: str | Path, info: dict[str, Any], append: bool) -> DatasetIndex:
     """A new dataset in a new or empty folder, or (append) the existing one if it holds the same data."""
-    out = Path(out)
+    out = Path(out).absolute()  # writer threads must not follow a later chdir (ViZDoom's init makes one)
     if out.exists() and not out.is_dir():
         raise WorldsimError(f"--out {out} is a file, not a directory")
     if out.is_dir() and any(out.iterdir()) and not _is_empty_dataset(out):
@@ -87,6 +87,8 @@ def record(env: Env, policy: Policy, out: str | Path, *, episodes: int, steps: i
         raise WorldsimError(f"--episodes and --steps must be at least 1, got {episodes} and {steps}")
     if not 0.0 <= val_fraction < 1.0:
         raise WorldsimError(f"validation fraction must be in [0, 1), got {val_fraction}")
+    if chunk_frames < 1:
+        raise WorldsimError(f"--chunk-frames must be at least 1, got {chunk_frames}")
     index = open_dataset(out, dataset_info(env), append)
     first = index.next_episode_id()
     ids = list(range(first, first + episodes))

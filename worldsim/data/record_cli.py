@@ -15,6 +15,7 @@ from worldsim.data.env import ENGINES, make_env
 from worldsim.data.policies import ExploreConfig, ExplorePolicy, Policy
 from worldsim.data.record import record
 from worldsim.data.storage import DEFAULT_CHUNK_FRAMES, SPLITS
+from worldsim.errors import WorldsimError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,11 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="who plays: the scripted explorer, or you with keyboard and mouse in a window")
     parser.add_argument("--policy-config", default=None, help="YAML tuning the explorer (ExploreConfig)")
     parser.add_argument("--chunk-frames", type=int, default=DEFAULT_CHUNK_FRAMES, help="frames per chunk")
-    parser.add_argument("--scale", type=int, default=4, help="window scale for --input keyboard")
+    parser.add_argument("--scale", type=int, default=4, help="window size, in multiples of the frame, for "
+                        "--input keyboard")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.scale < 1:
+        raise WorldsimError(f"--scale must be at least 1, got {args.scale}")
     scheme = load_scheme(args.scheme)
     policy_config = load(ExploreConfig, args.policy_config) if args.policy_config else ExploreConfig()
     env = make_env(args.env, args.config, scheme)

@@ -68,11 +68,15 @@ class Gamepads:
         self.pads: dict[int, Pad] = {}  # instance id -> pad
 
     @staticmethod
-    def init_sdl() -> None:
-        """Start SDL's joystick and controller subsystems (the display may not be up: headless or tests)."""
-        pygame.joystick.init()
-        if sdl_controller is not None:
-            sdl_controller.init()
+    def init_sdl() -> str | None:
+        """Start SDL's joystick and controller subsystems; a notice if gamepads cannot work here."""
+        try:
+            pygame.joystick.init()
+            if sdl_controller is not None:
+                sdl_controller.init()
+        except pygame.error as err:  # no joystick support in this SDL build or sandbox: keyboard only
+            return f"gamepads unavailable ({err}); keyboard and mouse still work"
+        return None
 
     @property
     def connected(self) -> bool:
@@ -130,7 +134,9 @@ class LiveInput:
         self.state = ControllerState()
         self.notices: list[str] = []
         if gamepads is True:
-            Gamepads.init_sdl()
+            notice = Gamepads.init_sdl()
+            if notice is not None:
+                self.notices.append(notice)
 
     def poll(self, events: list[pygame.event.Event], commands: list[Command]) -> ControllerState:
         state = ev.next_frame(self.state)

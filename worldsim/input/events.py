@@ -19,8 +19,7 @@ import pygame
 
 from worldsim.input.state import ControllerState
 
-# ---- tables: pygame codes -> names
-# --------------------------------------------------------------------------------
+# ---- tables: pygame codes -> names ------------------------------------------------------------------------
 
 _NAMED_KEYS = {
     pygame.K_UP: "up", pygame.K_DOWN: "down", pygame.K_LEFT: "left", pygame.K_RIGHT: "right",
@@ -34,8 +33,7 @@ _NAMED_KEYS = {
     pygame.K_QUOTE: "'", pygame.K_COMMA: ",", pygame.K_PERIOD: ".", pygame.K_SLASH: "/",
     pygame.K_BACKSLASH: "\\", pygame.K_BACKQUOTE: "`",
 }
-# Key code -> the name `pygame.key.name` gives it (built from constants: `pygame.key.name` needs
-# pygame.init()).
+# Key code -> the name `pygame.key.name` gives it (built from constants: that function needs pygame.init()).
 KEY_CODES: dict[int, str] = {
     **{getattr(pygame, f"K_{c}"): c for c in string.ascii_lowercase + string.digits},
     **{getattr(pygame, f"K_F{i}"): f"f{i}" for i in range(1, 13)},
@@ -62,9 +60,8 @@ CONTROLLER_BUTTONS: dict[int, str] = {
 CONTROLLER_AXIS_MAX = 32767  # SDL reports controller axes as int16
 TRIGGERS = frozenset({"trigger_left", "trigger_right"})
 
-# Raw joystick fallback (pads SDL has no controller mapping for): the common DirectInput layout. Unmapped pads
-# vary,
-# so this is a best guess; a pad that SDL knows always goes through the controller tables above instead.
+# Raw joystick fallback (pads SDL has no controller mapping for): the common DirectInput layout. Unmapped
+# pads vary, so this is a best guess; a pad SDL knows always goes through the controller tables above.
 JOYSTICK_AXES: dict[int, str] = {0: "left_x", 1: "left_y", 2: "right_x", 3: "right_y"}
 JOYSTICK_BUTTONS: dict[int, str] = {0: "a", 1: "b", 2: "x", 3: "y", 4: "left_shoulder", 5: "right_shoulder",
                                     6: "back", 7: "start", 8: "left_stick", 9: "right_stick"}
@@ -81,8 +78,7 @@ JOYSTICK_INPUT = frozenset({pygame.JOYAXISMOTION, pygame.JOYBUTTONDOWN, pygame.J
 
 _NO_AXES = MappingProxyType({})
 
-# ---- the pure update
-# ------------------------------------------------------------------------------------------
+# ---- the pure update --------------------------------------------------------------------------------------
 
 
 def update(state: ControllerState, event: pygame.event.Event) -> ControllerState:
@@ -127,8 +123,7 @@ def update(state: ControllerState, event: pygame.event.Event) -> ControllerState
     if kind in GAMEPAD_REMOVED:
         return release_gamepad(state)
     if kind == pygame.WINDOWFOCUSLOST:
-        # The key-up events of keys released while another window has focus never arrive: release everything
-        # held.
+        # Key-ups of keys released while another window has focus never arrive: release everything held.
         return dataclasses.replace(state, keys=frozenset(), mouse_buttons=frozenset())
     return state
 

@@ -44,8 +44,7 @@ class ActionLogHeader:
     encoding: dict  # that scheme's encoding (the model's condition space)
     seed: int
     steps: int  # sampler steps per frame
-    # fingerprint of the checkpoint's files: a replay against another checkpoint cannot be exact
-    checkpoint: str
+    checkpoint: str  # fingerprint of the checkpoint's files: another checkpoint cannot replay exactly
     format: str = LOG_FORMAT
     version: int = LOG_VERSION
     checkpoint_path: str = ""
@@ -54,14 +53,12 @@ class ActionLogHeader:
     threads: int = 0  # torch CPU threads: float reductions, hence frames, may differ with another count
     fps: float = 0.0
     video: str = ""  # the MP4 recorded alongside, if any
-    # entries (frames) before the video's first frame: history since the last reset
-    video_first_frame: int = 0
-    # false when the recording started too long after the last reset to keep its history
-    replayable: bool = True
+    video_first_frame: int = 0  # logged frames before the video's first: the history since the last reset
+    replayable: bool = True  # false: recording started too long after the last reset to keep that history
     created: str = ""
     worldsim: str = ""
     torch: str = ""
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # free-form notes from the recording tool
 
 
 def log_path_for(video: str | Path) -> Path:
@@ -71,7 +68,9 @@ def log_path_for(video: str | Path) -> Path:
 
 
 def header_line(header: ActionLogHeader) -> str:
-    return json.dumps(to_dict(header), sort_keys=False) + "\n"
+    data = to_dict(header)
+    first = {"format": data.pop("format"), "version": data.pop("version")}  # what a reader checks first
+    return json.dumps({**first, **data}) + "\n"
 
 
 RESET_LINE = '{"reset": true}\n'

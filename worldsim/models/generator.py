@@ -339,7 +339,7 @@ class Generator(nn.Module):
     def forward(self, noisy: torch.Tensor, recycled: torch.Tensor, token_cond: torch.Tensor | None,
                 frame_cond: torch.Tensor | None, t: torch.Tensor, aug: torch.Tensor,
                 return_features: bool = False) -> torch.Tensor:
-        """All frames at once, block-causal (teacher forcing): (B, F, C, h, w) inputs, t/aug (B, F) -> (B, F, C, h, w)."""
+        """All frames at once, block-causal (teacher forcing): (B, F, C, h, w) inputs, t/aug (B, F) -> (B, F, ...)."""
         B, Fr = noisy.shape[:2]
         x, c = self._embed(noisy, recycled, token_cond, frame_cond, t, aug)
         context = SequenceContext(Fr, self.config.tokens, self.config.window, self.config.sink, self.rotary,

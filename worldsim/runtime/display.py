@@ -14,7 +14,9 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-import pygame
+
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame prints a banner on import otherwise
+import pygame  # noqa: E402
 
 BACKGROUND = (0, 0, 0)
 HUD_TEXT = (235, 235, 235)
@@ -42,8 +44,7 @@ class Window:
         pygame.display.set_caption(title)
         self.surface = self._open()
         # A frame-sized surface in the display's pixel format: each frame is blitted into it once, then
-        # scaled,
-        # so scaling never converts pixel formats.
+        # scaled, so scaling never converts pixel formats.
         self.native = pygame.Surface((width, height), 0, self.surface)
         self.target = self.surface
         self.layout()

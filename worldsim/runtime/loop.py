@@ -69,8 +69,7 @@ class GameLoop:
         self.next_record_path = record_path
         self.overwrite = overwrite
         self.video_fps = video_fps
-        # Per-event lookups by pygame code: a key or pad button either is a system command or drives the
-        # world.
+        # Per-event lookups by pygame code: a key or pad button is a system command or drives the world.
         keys, buttons = command_table(profile)
         key_code = {name: code for code, name in KEY_CODES.items()}
         button_code = {name: code for code, name in CONTROLLER_BUTTONS.items()}
@@ -101,12 +100,15 @@ class GameLoop:
         self._control_events: list[pygame.event.Event] = []
         self._hud_refresh_s = 0.0
         self._notice_until_s = 0.0
-        self.reset()
-        if record_path is not None:
-            self.start_recording(required=True)
+        try:
+            self.reset()
+            if record_path is not None:
+                self.start_recording(required=True)
+        except BaseException:
+            self.window.close()
+            raise
 
-    # ---- one iteration
-    # ---------------------------------------------------------------------------------------
+    # ---- one iteration ------------------------------------------------------------------------------------
 
     def frame(self) -> None:
         """events -> step -> draw -> flip -> tick."""
@@ -191,8 +193,7 @@ class GameLoop:
             self.close()
         return self.stats()
 
-    # ---- commands
-    # ----------------------------------------------------------------------------------------------
+    # ---- commands -----------------------------------------------------------------------------------------
 
     def apply(self, command: Command) -> None:
         if command is Command.QUIT:
@@ -243,12 +244,13 @@ class GameLoop:
         recording, self.recording = self.recording, None
         if recording is None:
             return
-        recording.close()
+        if not recording.close():
+            self.notify("recording discarded: no frames were generated while it ran")
+            return
         self.saved.append(recording.path)
         self.notify(f"saved {recording.path} ({recording.video.frames} frames) and {recording.log_path.name}")
 
-    # ---- HUD and reports
-    # ---------------------------------------------------------------------------------------
+    # ---- HUD and reports ----------------------------------------------------------------------------------
 
     def notify(self, text: str) -> None:
         self.notices.append(text)

@@ -52,14 +52,11 @@ class Profile:
     window_scale: int = field(default=4, metadata=rng(1, 16))  # window size = world frame size x this
     fullscreen: bool = False
     smooth_scaling: bool = True  # bilinear upscaling; false = nearest neighbour (crisp pixels)
-    # None: the checkpoint's data rate
-    target_fps: float | None = field(default=None, metadata=rng(1.0, 1000.0))
+    target_fps: float | None = field(default=None, metadata=rng(1.0, 1000.0))  # None: the checkpoint's rate
     hud: bool = True  # shown at start; toggled with the hud keys
     hud_font_size: int = field(default=16, metadata=rng(6, 96))
-    # numbers change slowly enough to read
-    hud_refresh_s: float = field(default=0.25, metadata=rng(0.02, 10.0))
-    # how long a notice (gamepad plugged...) stays
-    notice_s: float = field(default=3.0, metadata=rng(0.1, 60.0))
+    hud_refresh_s: float = field(default=0.25, metadata=rng(0.02, 10.0))  # slow enough to read the numbers
+    notice_s: float = field(default=3.0, metadata=rng(0.1, 60.0))  # how long "gamepad connected" stays up
     capture_mouse: bool = False  # grab and hide the pointer (mouse-look); escape still quits
     record_dir: str = "recordings"  # where the record key writes when no --record path was given
     record_scale: int = field(default=1, metadata=rng(1, 16))  # MP4 = world frames x this (nearest neighbour)

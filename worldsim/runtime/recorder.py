@@ -105,28 +105,41 @@ class RunHistory:
 
 
 class VideoWriter:
-    """uint8 (H, W, 3) frames -> H.264 MP4 through imageio-ffmpeg's ffmpeg pipe."""
+    """uint8 (H, W, 3) frames -> H.264 MP4 through imageio-ffmpeg's ffmpeg pipe.
+
+    ffmpeg starts with the first frame, so a recording stopped before any frame (while paused) writes nothing.
+    """
 
     def __init__(self, path: Path, size: tuple[int, int], fps: float, scale: int = 1, crf: int = 18):
-        height, width = size
         self.path, self.partial, self.scale = path, partial_path(path), scale
+        self.size, self.fps, self.crf = size, fps, crf
         self.frames = 0
+        self._pipe = None
+
+    def _start(self) -> None:
+        height, width = self.size
         # macro_block_size 2: x264 needs even sizes, and a larger block would silently resize small worlds.
         self._pipe = imageio_ffmpeg.write_frames(
-            str(self.partial), (width * scale, height * scale), fps=fps, codec="libx264", quality=None,
-            macro_block_size=2, ffmpeg_log_level="error",
-            output_params=["-crf", str(crf), "-preset", "veryfast"])
-        self._pipe.send(None)  # start ffmpeg
+            str(self.partial), (width * self.scale, height * self.scale), fps=self.fps, codec="libx264",
+            quality=None, macro_block_size=2, ffmpeg_log_level="error",
+            output_params=["-crf", str(self.crf), "-preset", "veryfast"])
+        self._pipe.send(None)
 
     def write(self, frame: np.ndarray) -> None:
+        if self._pipe is None:
+            self._start()
         if self.scale > 1:
             frame = frame.repeat(self.scale, 0).repeat(self.scale, 1)
         self._pipe.send(frame)
         self.frames += 1
 
-    def close(self) -> None:
+    def close(self) -> bool:
+        """Finish the file and move it into place; False (and no file) when no frame was written."""
+        if self._pipe is None:
+            return False
         self._pipe.close()
         publish(self.partial, self.path)
+        return True
 
 
 class Recording:
@@ -144,8 +157,7 @@ class Recording:
         self._last_state_json = ""
         # 1. the video, from the next frame on
         self.video = VideoWriter(self.path, size, fps, scale, crf)
-        # 2. the action log: header, then the history since the last reset that the video's first frame
-        # depends on
+        # 2. the action log: header, then the history since the last reset (the video's first frame needs it)
         header = dataclasses.replace(header, video=self.path.name, video_first_frame=len(history.frames),
                                      replayable=history.complete)
         self._log_partial = partial_path(self.log_path)
@@ -167,9 +179,15 @@ class Recording:
         self._log.write(frame_line(index, self._state_json(state), digest))
         self.video.write(frame)
 
-    def close(self) -> None:
-        self.video.close()
+    def close(self) -> bool:
+        """Finish both files; a recording without frames leaves neither behind (returns False)."""
+        kept = self.video.close()
         self._log.flush()
-        os.fsync(self._log.fileno())
+        if kept:
+            os.fsync(self._log.fileno())
         self._log.close()
-        publish(self._log_partial, self.log_path)
+        if kept:
+            publish(self._log_partial, self.log_path)
+        else:
+            self._log_partial.unlink(missing_ok=True)
+        return kept

@@ -19,8 +19,13 @@ from worldsim.config import ConfigError, from_dict, to_dict
 from worldsim.models.generator import GENERATOR_PRESETS, Generator, GeneratorConfig
 from worldsim.models.vae import VAE, VAE_PRESETS, VAEConfig
 from worldsim.training import distributed
-from worldsim.training.adversarial import (Discriminator, discriminator_step_loss, generator_step_loss,
-                                           student_rollout, teacher_forced_fakes)
+from worldsim.training.adversarial import (
+    Discriminator,
+    discriminator_step_loss,
+    generator_step_loss,
+    student_rollout,
+    teacher_forced_fakes,
+)
 from worldsim.training.clips import Clip
 from worldsim.training.consistency import consistency_loss
 from worldsim.training.diffusion import diffusion_loss

@@ -1,0 +1,93 @@
+"""What is judged against the engine on one held-out episode: the model's frames and three yardsticks.
+
+Each candidate is a picture of the episode's frames 1..F at model resolution, plus the frame each one follows
+(the pair the IDM judges):
+
+    model          open loop: `reset` from the real first frame, then one `WorldSession.step` per recorded
+                   action; the model only ever sees its own frames. Follows its own previous frame.
+    model_teacher  teacher forced: before every step the session's recycled latent is replaced by the VAE
+                   latent of the real previous frame, so the step (and the K/V it caches) sees real history,
+                   as in training stage 1. One pass per frame through the same `step` code as play: honest
+                   and cheap (a re-`reset` from frame t-1 per frame would throw the history away). Follows the
+                   real previous frame.
+    vae            the VAE's reconstruction ceiling, decode(encode(real frame t)): the generator's frames go
+                   through the same decoder, so in practice they cannot beat it. Follows its own previous
+                   frame.
+    copy_previous  the real previous frame, i.e. "nothing moves" (teacher-forced yardstick). Follows the real
+                   previous frame, so the IDM sees no motion.
+    copy_first     the real first frame forever (open-loop yardstick).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from worldsim.runtime.session import WorldSession, frames_to_tensor, tensor_to_frames
+
+CANDIDATES = ("model", "model_teacher", "vae", "copy_previous", "copy_first")
+VAE_BATCH = 64
+
+
+@dataclass
+class Candidate:
+    frames: np.ndarray  # (F, h, w, 3) uint8: its picture of frames 1..F
+    previous: np.ndarray  # (F, h, w, 3) uint8: the frame each of them follows
+
+
+@dataclass
+class RolloutSpeed:
+    frames: int
+    seconds: float  # wall time of the open-loop step loop (condition + generate + decode)
+    stage_ms: dict[str, float]  # summed per-stage times of WorldSession.step
+
+
+@torch.inference_mode()
+def _vae_roundtrip(session: WorldSession, frames: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+    """Real frames (N, h, w, 3) -> (reconstructions (N, h, w, 3) uint8, latents (N, C, lh, lw))."""
+    recon, latents = [], []
+    for i in range(0, len(frames), VAE_BATCH):
+        z = session.vae.encode(frames_to_tensor(frames[i: i + VAE_BATCH]).to(session.device, session.dtype))
+        latents.append(z)
+        recon.append(tensor_to_frames(session.vae.decode(z)))
+    return np.concatenate(recon), torch.cat(latents)
+
+
+def episode_candidates(session: WorldSession, real: np.ndarray, actions: np.ndarray,
+                       progress: bool = False) -> tuple[dict[str, Candidate], RolloutSpeed]:
+    """real: (F + 1, h, w, 3) uint8 engine frames at model resolution; actions: (F + 1, A), actions[t]
+    produced real[t] (actions[0] is the no-op). Returns the candidates in CANDIDATES order and the open-loop
+    speed."""
+    steps = len(real) - 1
+    conditions = [session.encode(actions[t]) for t in range(1, steps + 1)]
+    # 1. open loop, timed: this is what a player gets
+    start_frame = session.reset(real[0])
+    generated = np.empty((steps, *real.shape[1:]), dtype=np.uint8)
+    stage_ms = dict.fromkeys(session.timings_ms, 0.0)
+    start = time.perf_counter()
+    for t, condition in enumerate(tqdm(conditions, desc="rollout", disable=not progress, unit="frame")):
+        generated[t] = session.step(condition)
+        for stage, ms in session.timings_ms.items():
+            stage_ms[stage] += ms
+    speed = RolloutSpeed(steps, time.perf_counter() - start, stage_ms)
+    # 2. teacher forced: the real previous latent is recycled at every step
+    reconstructed, latents = _vae_roundtrip(session, real)
+    session.reset(real[0])
+    teacher = np.empty_like(generated)
+    for t, condition in enumerate(tqdm(conditions, desc="teacher", disable=not progress, unit="frame")):
+        session.latent = latents[t: t + 1]  # (1, C, lh, lw): the real frame t (the previous of frame t + 1)
+        teacher[t] = session.step(condition)
+    # 3. yardsticks; copy_first is a read-only view, not F copies of a frame
+    first = np.broadcast_to(real[0], generated.shape)
+    candidates = {
+        "model": Candidate(generated, np.concatenate([start_frame[None], generated[:-1]])),
+        "model_teacher": Candidate(teacher, real[:-1]),
+        "vae": Candidate(reconstructed[1:], reconstructed[:-1]),
+        "copy_previous": Candidate(real[:-1], real[:-1]),
+        "copy_first": Candidate(first, first),
+    }
+    return candidates, speed

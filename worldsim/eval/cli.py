@@ -1,0 +1,128 @@
+"""`worldsim eval`: judge a world against the real engine, or train the inverse-dynamics judge it uses.
+
+    worldsim eval --checkpoint runs/doom-camera/long/checkpoint --out runs/eval/long --idm runs/idm
+    worldsim eval --checkpoint CKPT --out OUT --idm runs/idm --data data/doom-camera  # trains a missing IDM
+    worldsim eval --train-idm --data data/doom-camera --idm runs/idm [--checkpoint CKPT]  # only train the IDM
+
+The held-out engine frames are recorded once into --ground-truth (default OUT/ground-truth): pass the same
+folder when evaluating several checkpoints, so they are judged on the same frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from worldsim.errors import WorldsimError
+from worldsim.eval.evaluate import DTYPES, ENGINE, EvalConfig, evaluate
+from worldsim.eval.ground_truth import DEFAULT_SEED
+from worldsim.eval.idm import IDMConfig, IDMTrainConfig, load_idm, train_idm
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", help="checkpoint directory to evaluate (with --train-idm: only sets "
+                                             "the IDM's resolution)")
+    parser.add_argument("--out", help="output folder: metrics.json, charts, engine_vs_model.mp4")
+    parser.add_argument("--frames", type=int, default=1440, help="generated frames per episode")
+    parser.add_argument("--episodes", type=int, default=4, help="held-out episodes")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help="seed of the held-out sequences (keep it away from training data seeds)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="sampler steps per frame (default: the checkpoint's; 1 for the AAPT generator)")
+    parser.add_argument("--window", type=int, default=240, help="frames per drift window")
+    parser.add_argument("--doom", default=None,
+                        help="Doom config name or YAML path (default: the shipped world)")
+    parser.add_argument("--ground-truth", default=None, help="folder of the recorded engine frames (default: "
+                                                             "OUT/ground-truth); shared between checkpoints")
+    parser.add_argument("--idm", default=None,
+                        help="inverse-dynamics model directory; trained there first when missing and --data "
+                             "is given; without it, action agreement and Frechet distance are skipped")
+    parser.add_argument("--data", default=None,
+                        help="recorded dataset to train the IDM on (train split; its val split gives the "
+                             "IDM's ceiling)")
+    parser.add_argument("--train-idm", action="store_true",
+                        help="only train the IDM (--data, --idm) and stop")
+    parser.add_argument("--idm-steps", type=int, default=IDMTrainConfig.steps, help="IDM training steps")
+    parser.add_argument("--idm-max-frames", type=int, default=IDMTrainConfig.max_train_frames,
+                        help="at most this many training frames are loaded for the IDM (memory)")
+    parser.add_argument("--device", default="cpu", help="torch device for the model")
+    parser.add_argument("--dtype", default="float32", choices=DTYPES, help="model precision")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--no-video", action="store_true", help="skip the side-by-side MP4")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _train_idm(args: argparse.Namespace) -> None:
+    if not args.data:
+        raise WorldsimError("training the IDM needs --data DATASET (a recorded dataset with a val split)")
+    image_size = IDMConfig.image_size
+    if args.checkpoint:
+        from worldsim.checkpoint import load_config
+
+        image_size = tuple(load_config(Path(args.checkpoint)).vae.image_size)
+    if args.idm_steps < 0 or args.idm_max_frames < 2:
+        raise WorldsimError("--idm-steps must be >= 0 and --idm-max-frames >= 2")
+    idm = train_idm(args.data, args.idm, IDMConfig(image_size=image_size),
+                    IDMTrainConfig(steps=args.idm_steps, max_train_frames=args.idm_max_frames),
+                    progress=not args.no_progress)
+    accuracy = idm.metrics["val_accuracy"]
+    print(f"IDM saved to {args.idm}: accuracy on real validation frames (the ceiling) "
+          + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.train_idm:
+        if not args.idm:
+            raise WorldsimError("--train-idm needs --idm DIR (where to save it)")
+        _train_idm(args)
+        return 0
+    if not args.checkpoint or not args.out:
+        raise WorldsimError("--checkpoint and --out are required (or --train-idm --data DATASET --idm DIR)")
+    if args.frames < 1 or args.episodes < 1 or args.window < 1:
+        raise WorldsimError("--frames, --episodes and --window must be at least 1")
+    if args.steps is not None and args.steps < 1:
+        raise WorldsimError(f"--steps must be at least 1, got {args.steps}")
+    if args.idm and not (Path(args.idm) / "config.yaml").exists():
+        if not args.data:
+            raise WorldsimError(f"no IDM at {args.idm}; pass --data DATASET to train one there, or drop "
+                                "--idm")
+        _train_idm(args)
+    config = EvalConfig(frames=args.frames, episodes=args.episodes, seed=args.seed, steps=args.steps,
+                        window=args.window, doom=args.doom, device=args.device, dtype=args.dtype,
+                        video=not args.no_video)
+    idm = load_idm(args.idm) if args.idm else None
+    summary = evaluate(args.checkpoint, args.out, config, idm=idm, ground_truth_dir=args.ground_truth,
+                       progress=not args.no_progress)
+    print(format_summary(summary))
+    print(f"wrote {Path(args.out) / 'metrics.json'}, {len(summary['plots'])} charts"
+          + (f" and {summary['video']}" if summary["video"] else ""))
+    return 0
+
+
+def format_summary(summary: dict) -> str:
+    """A few lines for the terminal: PSNR at the horizons beside the yardsticks, agreement, drift, speed."""
+    horizons = list(summary["psnr"]["model"]["at"])
+    lines = ["PSNR (dB) at frame " + " / ".join(horizons)]
+    for name, entry in summary["psnr"].items():
+        lines.append(f"  {name:14s} " + " / ".join(f"{entry['at'][h]:.2f}" for h in horizons)
+                     + f"   mean {entry['mean']:.2f}")
+    lines.append(f"teacher-forced next-frame PSNR: model {summary['psnr']['model_teacher']['mean']:.2f}, "
+                 f"copy previous {summary['psnr']['copy_previous']['mean']:.2f}, "
+                 f"VAE ceiling {summary['psnr']['vae']['mean']:.2f}")
+    agreement = summary.get("action_agreement")
+    if agreement:
+        lines.append(f"action agreement (all axes): model {agreement['model']['mean']['all']:.3f}, "
+                     f"engine (IDM ceiling) {agreement[ENGINE]['mean']['all']:.3f}, "
+                     f"copy first {agreement['copy_first']['mean']['all']:.3f}")
+        drift = summary["frechet"]["model"]["drift_ratio"]
+        lines.append(f"Frechet (IDM features) drift ratio: model {drift:.2f}")
+    lines.append("sharpness ratio per window: model "
+                 + ", ".join(f"{v:.2f}" for v in summary["sharpness_ratio"]["model"]["windows"]))
+    speed = summary["speed"]
+    lines.append(f"speed: {speed['frames_per_s']:.1f} frames/s ({speed['sampler_steps']} sampler steps, "
+                 f"{speed['dtype']}, {speed['threads']} threads)")
+    return "\n".join(lines)
