@@ -52,15 +52,15 @@ def test_eval_writes_metrics_charts_and_video(cli_run, capsys):
 
 def test_yardsticks_are_the_metrics_of_the_engine_frames(cli_run, shared_ground_truth, tiny_checkpoint):
     """copy_previous / copy_first in metrics.json are exactly the PSNR of the engine's own frames."""
+    from worldsim.data.dataset import resize_frames
     from worldsim.data.storage import load_episodes
     from worldsim.eval.metrics import psnr
-    from worldsim.training.data import resize_frames
 
     _, out = cli_run
     metrics = json.loads((out / "metrics.json").read_text())
     h, w = metrics["checkpoint"]["image_size"]
     episodes = sorted(load_episodes(shared_ground_truth), key=lambda e: e.id)[:2]
-    real = [resize_frames(e.frames[:25], (h, w)).permute(0, 2, 3, 1).numpy() for e in episodes]
+    real = [resize_frames(e.frames[:25], (w, h)) for e in episodes]
     at_8 = np.mean([psnr(r[7:8], r[8:9]) for r in real])  # copy_previous at frame 8: frame 7 vs frame 8
     assert metrics["psnr"]["copy_previous"]["at"]["8"] == pytest.approx(at_8, abs=1e-4)
     first_24 = np.mean([psnr(r[0:1], r[24:25]) for r in real])

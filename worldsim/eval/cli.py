@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         raise WorldsimError("--frames, --episodes and --window must be at least 1")
     if args.steps is not None and args.steps < 1:
         raise WorldsimError(f"--steps must be at least 1, got {args.steps}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise WorldsimError(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
     if args.idm and not (Path(args.idm) / "config.yaml").exists():
         if not args.data:
             raise WorldsimError(f"no IDM at {args.idm}; pass --data DATASET to train one there, or drop "

@@ -182,9 +182,9 @@ def evaluate(checkpoint: str | Path, out: str | Path, config: EvalConfig = EvalC
     are skipped. `ground_truth_dir` (default OUT/ground-truth): share it between checkpoints so the engine's
     frames are recorded once."""
     from worldsim.checkpoint import load_checkpoint
+    from worldsim.data.dataset import resize_frames
     from worldsim.eval import report
     from worldsim.runtime.session import WorldSession
-    from worldsim.training.data import resize_frames
 
     # 1. the world, the judge and the held-out sequences
     out = Path(out)
@@ -202,11 +202,12 @@ def evaluate(checkpoint: str | Path, out: str | Path, config: EvalConfig = EvalC
 
     # 2. per episode: candidates, scores, and the video of the first one
     windows = windows_of(config.frames, config.window)
+    height, width = session.image_size
     scores: dict[str, list[Scores]] = {name: [] for name in (*CANDIDATES, ENGINE)}
     speeds: list[RolloutSpeed] = []
     video = None
     for number, episode in enumerate(episodes):
-        real = resize_frames(episode.frames, session.image_size).permute(0, 2, 3, 1).numpy()  # (F+1, h, w, 3)
+        real = resize_frames(episode.frames, (width, height))  # (F + 1, h, w, 3), area filter
         commanded = motion_buckets(episode.actions[1:], encoding)
         candidates, speed = episode_candidates(session, real, episode.actions, progress)
         speeds.append(speed)

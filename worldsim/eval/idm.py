@@ -178,11 +178,12 @@ class PairData:
     @staticmethod
     def from_episodes(episodes: Iterable, image_size: tuple[int, int], encoding: dict) -> PairData:
         """Episodes are resized one at a time, so an iterator keeps only one raw episode in memory."""
-        from worldsim.training.data import resize_frames
+        from worldsim.data.dataset import resize_frames
 
+        height, width = image_size
         frames, buckets, pairs, start = [], [], [], 0
         for episode in episodes:
-            frames.append(resize_frames(episode.frames, image_size))
+            frames.append(torch.from_numpy(resize_frames(episode.frames, (width, height), channels_first=True)))
             buckets.append(torch.from_numpy(motion_buckets(episode.actions, encoding)))
             pairs.append(torch.arange(start + 1, start + len(episode)))
             start += len(episode)
