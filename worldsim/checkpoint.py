@@ -194,14 +194,14 @@ def save_checkpoint(path: str | Path, config: CheckpointConfig, generator: torch
         for file in tmp.iterdir():
             with open(file, "rb") as fh:
                 os.fsync(fh.fileno())
-        _swap_in(tmp, path)
+        swap_in_directory(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
 
 
-def _swap_in(new: Path, path: Path) -> None:
+def swap_in_directory(new: Path, path: Path) -> None:
     """Replace `path` by `new` with renames; the old directory is removed only once the new one is in place."""
     if path.exists():
         old = path.with_name(f".{path.name}.old")

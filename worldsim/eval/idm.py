@@ -21,7 +21,6 @@ settings, accuracy on real validation frames).
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -38,6 +37,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
+from worldsim.checkpoint import swap_in_directory
 from worldsim.conditioning.scheme import parse_encoding
 from worldsim.config import ConfigError, from_dict, load_yaml, rng, to_dict
 from worldsim.errors import WorldsimError
@@ -329,14 +329,7 @@ def save_idm(idm: IDM, out: str | Path, train: IDMTrainConfig | None = None) -> 
                   "encoding": idm.encoding, "training": to_dict(train) if train else {},
                   "metrics": idm.metrics}
         (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        if out.exists():  # swap with renames: the old IDM is removed only once the new one is in place
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        swap_in_directory(tmp, out)  # the old IDM is removed only once the new one is in place
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
