@@ -23,6 +23,7 @@ T = TypeVar("T")
 ASSETS_DIR = Path(os.environ.get("WORLDSIM_ASSETS", Path(__file__).resolve().parent.parent / "assets"))
 MAX_YAML_BYTES = 1_000_000  # a scheme or recipe is a few KB; anything this large is a mistake or hostile
 MAX_YAML_DEPTH = 32
+MAX_YAML_NODES = 100_000  # values after YAML aliases are expanded: stops "billion laughs" alias bombs
 MAX_NUMBER = 1e12  # no config value is meaningfully larger; huge numbers are refused before they allocate memory
 
 
@@ -82,19 +83,27 @@ def parse_yaml(text: str, file: str | Path | None = None) -> Any:
         raise ConfigError(file, "", f"invalid YAML at {where}{problem}") from None
     except RecursionError:
         raise ConfigError(file, "", "YAML nested too deeply", allowed=f"at most {MAX_YAML_DEPTH} levels") from None
-    _check_depth(data, file, "", 0)
+    _check_size(data, file)
     return data
 
 
-def _check_depth(data: Any, file: str | Path | None, path: str, depth: int) -> None:
-    if depth > MAX_YAML_DEPTH:
-        raise ConfigError(file, path, "YAML nested too deeply", allowed=f"at most {MAX_YAML_DEPTH} levels")
-    if isinstance(data, dict):
-        for key, value in data.items():
-            _check_depth(value, file, _join(path, str(key)), depth + 1)
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            _check_depth(value, file, _join(path, i), depth + 1)
+def _check_size(data: Any, file: str | Path | None) -> None:
+    """Depth and expanded size, walked with an explicit stack and a node budget: aliases that share one list
+    many times over (an "alias bomb") are refused after MAX_YAML_NODES values, not walked exponentially."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    nodes = 0
+    while stack:
+        value, path, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_YAML_NODES:
+            raise ConfigError(file, "", "YAML too large once its aliases are expanded",
+                              allowed=f"at most {MAX_YAML_NODES} values")
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(file, path, "YAML nested too deeply", allowed=f"at most {MAX_YAML_DEPTH} levels")
+        if isinstance(value, dict):
+            stack.extend((v, _join(path, str(k)), depth + 1) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, _join(path, i), depth + 1) for i, v in enumerate(value))
 
 
 def load_yaml(path: str | Path) -> Any:

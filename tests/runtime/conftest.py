@@ -39,14 +39,15 @@ def hold():
 
 @pytest.fixture
 def make_loop(tiny_checkpoint, tmp_path):
-    """A headless GameLoop factory: make_loop(source, **GameLoop kwargs); loops are closed after the test."""
+    """A headless GameLoop factory: make_loop(source, profile_changes={...}, **GameLoop kwargs); loops are closed
+    after the test."""
     loops = []
 
-    def make(source, seed: int = 0, **kwargs) -> GameLoop:
+    def make(source, seed: int = 0, profile_changes: dict | None = None, **kwargs) -> GameLoop:
         checkpoint = load_checkpoint(tiny_checkpoint)
         session = WorldSession(checkpoint, seed=seed)
         profile = dataclasses.replace(load_profile("desktop"), record_dir=str(tmp_path / "recordings"),
-                                      window_scale=2)
+                                      window_scale=2, **(profile_changes or {}))
         header = ActionLogHeader(scheme="camera", encoding=session.scheme.encoding_dict(), seed=seed, steps=1,
                                  checkpoint="test")
         kwargs.setdefault("fps", None)
@@ -58,3 +59,25 @@ def make_loop(tiny_checkpoint, tmp_path):
     for loop in loops:
         if loop.running or loop.recording is not None:
             loop.close()
+
+
+class FakePads:
+    """Stands in for SDL's controller API: device index i opens a pad with instance id PAD_ID + i."""
+
+    PAD_ID = 7
+
+    def __init__(self):
+        self.closed: list[int] = []
+
+    def gamepads(self):
+        from worldsim.input.devices import Gamepads, Pad
+
+        def open_pad(index: int) -> Pad:
+            return Pad(self.PAD_ID + index, f"Fake Pad {index}", "controller", lambda: self.closed.append(index))
+
+        return Gamepads(open_controller=open_pad, open_joystick=open_pad, is_controller=lambda i: True)
+
+
+@pytest.fixture
+def fake_pads():
+    return FakePads()

@@ -29,7 +29,7 @@ def parse_encoding(data: Any, file: object = None, path: str = "encoding") -> En
     if not isinstance(data, dict) or "type" not in data:
         raise ConfigError(file, f"{path}.type", "missing encoding type", allowed=", ".join(ENCODINGS))
     kind = data["type"]
-    if kind not in ENCODINGS:
+    if not isinstance(kind, str) or kind not in ENCODINGS:
         raise ConfigError(file, f"{path}.type", "unknown encoding", kind, ", ".join(ENCODINGS))
     return from_dict(ENCODINGS[kind][0], data, file=file, path=path)
 

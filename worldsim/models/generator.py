@@ -83,101 +83,193 @@ GENERATOR_PRESETS: dict[str, dict] = {
 class Rotary(nn.Module):
     """RoPE with the head split into a time part and a space part (rows, columns).
 
-    Time and space rotate disjoint pairs of dimensions, so the two rotations commute: keys can be rotated in space
-    once and in time later (the cache re-times its sink frames this way). Time angles are computed in float64, so
-    positions in the hundreds of thousands stay exact.
+    A rotation is applied as `x * cos + swap_pairs(x) * sin` with full-width tables (`sin` carries each pair's
+    sign), so rotating the queries and keys of every head in time and space takes three element-wise ops. Time and
+    space rotate disjoint pairs of dimensions, so a key rotated at its own time can be rotated further in time later
+    (the cache re-times its sink frames this way). Time angles are computed in float64 on the CPU, so positions in the
+    hundreds of thousands stay exact whatever the model's dtype and device.
     """
 
     def __init__(self, config: GeneratorConfig):
         super().__init__()
         head_dim = config.head_dim
         self.time_dims = 2 * max(1, head_dim // 8)  # a quarter of the head
+        self.tokens = config.tokens
         space_pairs = (head_dim - self.time_dims) // 2
         row_pairs = space_pairs // 2
-        inv_time = config.rope_theta_time ** (-torch.arange(self.time_dims // 2, dtype=torch.float64)
-                                              / (self.time_dims // 2))
-        self.register_buffer("inv_time", inv_time, persistent=False)
+        # A plain attribute, not a buffer: `module.to(dtype)` would round a buffer to the model's precision.
+        time_pairs = torch.arange(self.time_dims // 2, dtype=torch.float64, device="cpu")
+        self.inv_time = config.rope_theta_time ** (-time_pairs / (self.time_dims // 2))
         rows, cols = config.grid
         r, c = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
         inv_row = config.rope_theta_space ** (-torch.arange(row_pairs, dtype=torch.float64) / max(1, row_pairs))
         col_pairs = space_pairs - row_pairs
         inv_col = config.rope_theta_space ** (-torch.arange(col_pairs, dtype=torch.float64) / max(1, col_pairs))
         angles = torch.cat([r.reshape(-1, 1) * inv_row, c.reshape(-1, 1) * inv_col], 1)  # (tokens, space_pairs)
-        self.register_buffer("space_cos", angles.cos().float(), persistent=False)
-        self.register_buffer("space_sin", angles.sin().float(), persistent=False)
+        space_cos, space_sin = _full_width(angles.cos(), angles.sin())  # (tokens, head_dim - time_dims)
+        self.register_buffer("space_cos", space_cos.float(), persistent=False)
+        self.register_buffer("space_sin", space_sin.float(), persistent=False)
 
     def time_angles(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin of shape (len(positions), time_dims / 2) for float64 frame positions."""
-        angles = (positions.to(torch.float64)[:, None] * self.inv_time) % (2 * math.pi)
+        """cos, sin of shape (len(positions), time_dims / 2) for frame positions (float32, on the CPU)."""
+        angles = (positions.to("cpu", torch.float64)[:, None] * self.inv_time) % (2 * math.pi)
         return angles.cos().float(), angles.sin().float()
 
-    def rotate_space(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, H, frames * tokens, head_dim): rotate the space part; the token order is frame-major."""
-        t = self.time_dims
-        frames = x.shape[2] // self.space_cos.shape[0]
-        cos, sin = self.space_cos.repeat(frames, 1), self.space_sin.repeat(frames, 1)
-        return torch.cat([x[..., :t], _rotate(x[..., t:], cos.to(x.dtype), sin.to(x.dtype))], -1)
+    def tables(self, positions: torch.Tensor, space: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Full-width rotation tables (len(positions) * tokens, head_dim) for the tokens of frames at `positions`
+        (frame-major): time and space, or time only (`space=False`: the space dimensions are left as they are)."""
+        cos, sin = _full_width(*self.time_angles(positions))  # (frames, time_dims)
+        frames, device = len(positions), self.space_cos.device
+        cos = cos.to(device).repeat_interleave(self.tokens, 0)  # (frames * tokens, time_dims)
+        sin = sin.to(device).repeat_interleave(self.tokens, 0)
+        if space:
+            rest_cos, rest_sin = self.space_cos.repeat(frames, 1), self.space_sin.repeat(frames, 1)
+        else:
+            rest_cos, rest_sin = self.space_cos.new_ones(()), self.space_sin.new_zeros(())
+            rest_cos, rest_sin = (t.expand(frames * self.tokens, self.space_cos.shape[1]) for t in (rest_cos, rest_sin))
+        return torch.cat([cos, rest_cos], 1), torch.cat([sin, rest_sin], 1)
 
-    def rotate_time(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """x (B, H, N, head_dim), cos/sin (N, time_dims / 2): rotate the time part."""
-        t = self.time_dims
-        return torch.cat([_rotate(x[..., :t], cos.to(x.dtype), sin.to(x.dtype)), x[..., t:]], -1)
+
+def _full_width(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pair cos, sin (..., pairs) -> tables (..., 2 * pairs) for `rotate`: cos repeated, sin as (-sin, +sin)."""
+    return cos.repeat_interleave(2, -1), torch.stack([-sin, sin], -1).flatten(-2)
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate consecutive pairs (x0, x1) of the last dimension by the given angles."""
-    x0, x1 = x[..., 0::2], x[..., 1::2]
-    return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], -1).flatten(-2)
+def swap_pairs(x: torch.Tensor) -> torch.Tensor:
+    """(x0, x1, x2, x3, ...) -> (x1, x0, x3, x2, ...) along the last dimension."""
+    return x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate consecutive pairs (x0, x1) of the last dimension: (x0 cos - x1 sin, x1 cos + x0 sin)."""
+    return torch.addcmul(x * cos, swap_pairs(x), sin)
+
+
+def fold_scales(cos: torch.Tensor, sin: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tables (N, hd) and per-channel scales (..., hd) -> tables (..., N, 1, hd) that scale, then rotate.
+
+    rotate(w * x) = x * (w * cos) + swap_pairs(x) * (swap_pairs(w) * sin): the q/k RMSNorm scales ride along with
+    the rotation instead of costing two more passes over q and k. `scales` (layers, 2, hd) gives (layers, N, 2, 1, hd)
+    for the (B, N, 2, heads, hd) layout of stacked queries and keys.
+    """
+    cos, sin = cos[:, None, None, :], sin[:, None, None, :]  # (N, 1, 1, hd)
+    w = scales.unsqueeze(-2).unsqueeze(-4)  # (..., 1, 2, 1, hd)
+    w_swapped = swap_pairs(scales).unsqueeze(-2).unsqueeze(-4)
+    return cos * w, sin * w_swapped
 
 
 # ---- attention contexts: where keys and values come from -------------------------------------------------------
 
 
+@dataclass
+class StepPlan:
+    """Everything a cached step needs that depends on the frame's position, as tensors: with it the step is one fixed
+    graph for every frame (what the ONNX export, torch.compile and CUDA graphs need)."""
+
+    rope_cos: torch.Tensor  # (tokens, head_dim): this frame's rotation, time and space (queries and keys)
+    rope_sin: torch.Tensor
+    sink_cos: torch.Tensor  # (sink * tokens, head_dim): time rotation of each stored sink key to its seat
+    sink_sin: torch.Tensor
+    write_index: torch.Tensor  # (tokens,) long: the ring entries this frame's keys and values go to
+    sink_index: torch.Tensor  # (tokens,) long: the sink entries it is stored at, when `store_sink`
+    key_index: torch.Tensor  # (sink * tokens + tokens,) long: the sink seats, then write_index (one scatter)
+    value_index: torch.Tensor  # (2 * tokens,) long: write_index, then sink_index when storing, else write_index again
+    store_sink: torch.Tensor  # () bool: this frame is one of the first `sink` frames
+    mask: torch.Tensor | None  # (1, length) bool: the entries it may attend to; None: all of them
+    storing_sink: bool  # store_sink as a Python bool, for eager steps that skip the store
+
+
+def plan_step(cache: KVCache, rotary: Rotary, full_mask: bool = False) -> StepPlan:
+    """The plan of the frame at `cache.position`, on the cache's device. `full_mask=True` gives a mask tensor also in
+    the steady state, where every entry is visible (a graph with a fixed set of inputs)."""
+    frame, device = cache.position, cache.device
+    rope_cos, rope_sin = rotary.tables(torch.tensor([float(frame)]))
+    # Sink s is stored as written at its own time s and seen at time frame - sink_distance(s): rotate by the
+    # difference. For sinks still inside the window the mask hides the result.
+    delta = torch.tensor([float(frame - cache.sink_distance(s) - s) for s in range(cache.sink)])
+    sink_cos, sink_sin = rotary.tables(delta, space=False)
+    storing = frame < cache.sink
+    write_index, sink_index = cache.write_index(frame), cache.sink_index(frame if storing else 0)
+    mask = cache.mask(frame)
+    if mask is None and full_mask:
+        mask = cache.full_mask()
+    return StepPlan(rope_cos.to(device), rope_sin.to(device), sink_cos.to(device), sink_sin.to(device),
+                    write_index, sink_index, cache.key_index(frame),
+                    torch.cat([write_index, sink_index if storing else write_index]),
+                    torch.tensor(storing, device=device), mask, storing)
+
+
 class CacheContext:
-    """One step of play/rollout: the current frame's K/V are written into the cache, then it attends to the cache."""
+    """One step of play/rollout: the current frame's K/V are written into the cache, then it attends to the cache.
 
-    def __init__(self, cache: KVCache, rotary: Rotary, advance: bool):
-        self.cache, self.rotary, self.advance = cache, rotary, advance
-        frame = cache.position
-        self.frame = frame
-        tokens = cache.tokens
-        self.q_cos, self.q_sin = (a.repeat_interleave(tokens, 0)
-                                  for a in rotary.time_angles(torch.tensor([float(frame)])))
-        self.offset = cache.ring_offset(frame)
-        sinks = cache.evicted_sinks(frame)
-        self.sinks = list(sinks)
-        if self.sinks:
-            pos = torch.tensor([float(frame - cache.sink_distance(s)) for s in self.sinks])
-            self.sink_cos, self.sink_sin = (a.repeat_interleave(tokens, 0) for a in rotary.time_angles(pos))
-        self.mask = cache.mask(frame)
-        self.store_sink = frame < cache.sink
+    The cache tensors are the stacked (layers, B, heads, length, head_dim) buffers written in place (inference), or
+    per-layer lists whose entries are replaced out of place (`in_place=False`: gradients flow through the cache in
+    student forcing; the ONNX export returns the new tensors). `traced=True` makes the step branch-free in the
+    frame's position (the sink store becomes a select), so one exported graph serves every frame.
+    """
 
-    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        # q, k, v: (B, H, tokens, head_dim), not yet rotated
-        cache, rot = self.cache, self.rotary
-        q = rot.rotate_time(rot.rotate_space(q), self.q_cos, self.q_sin)
-        k_space = rot.rotate_space(k)
-        cache.write(layer, self.offset, rot.rotate_time(k_space, self.q_cos, self.q_sin), v)
-        if self.store_sink:
-            s = self.frame
-            cache.write_sink_key(layer, s, k_space)
-            cache.write(layer, s * cache.tokens, k_space, v)  # values of the sink region never change
-        if self.sinks:
-            n = len(self.sinks) * cache.tokens
-            sink_k = rot.rotate_time(cache.sink_k[layer][:, :, :n], self.sink_cos, self.sink_sin)
-            cache.write(layer, 0, sink_k)
-        keys, values = cache.layer(layer)
-        return scaled_dot_product_attention(q, keys, values, self.mask)
+    def __init__(self, k, v, sink_k, plan: StepPlan, qk_scales: torch.Tensor, in_place: bool = True,
+                 traced: bool = False):
+        self.k, self.v, self.sink_k = k, v, sink_k
+        self.plan, self.in_place, self.traced = plan, in_place, traced
+        dtype = qk_scales.dtype
+        # 1. rotation tables of every layer, with its q/k norm scales folded in: (layers, tokens, 2, 1, head_dim)
+        self.rope_cos, self.rope_sin = fold_scales(plan.rope_cos.to(dtype), plan.rope_sin.to(dtype), qk_scales)
+        # 2. the sink keys of every layer rotated to their seats just before the window: (layers, B, H, n, hd)
+        stored = sink_k if isinstance(sink_k, torch.Tensor) else torch.stack(sink_k)
+        self.sink_entries = stored.shape[3]
+        self.sink_keys = rotate(stored, plan.sink_cos.to(dtype), plan.sink_sin.to(dtype))
+        self.sinks_written = False
+        if in_place and self.sink_entries and isinstance(k, torch.Tensor):
+            k[:, :, :, : self.sink_entries] = self.sink_keys  # every layer at once
+            self.sinks_written = True
+        self.sink_range = torch.arange(self.sink_entries, device=plan.write_index.device)
+
+    def attend(self, layer: int, qk: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        # qk (B, T, 2, H, hd): queries and keys RMS-normalised without their scales; v (B, T, H, hd)
+        p = self.plan
+        qk = rotate(qk, self.rope_cos[layer], self.rope_sin[layer])
+        q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), v.transpose(1, 2)  # (B, H, T, hd)
+        if self.in_place:
+            keys, values = self.k[layer], self.v[layer]  # (B, H, length, hd) views of the buffers
+            k, v = k.to(keys.dtype), v.to(values.dtype)  # autocast computes in a lower precision than the cache
+            if self.sink_entries and not self.sinks_written:
+                keys[:, :, : self.sink_entries] = self.sink_keys[layer]
+            keys.index_copy_(2, p.write_index, k)
+            values.index_copy_(2, p.write_index, v)
+            if p.storing_sink:  # the sink region's values never change after this; its keys are re-timed per step
+                self.sink_k[layer].index_copy_(2, p.sink_index, k)
+                values.index_copy_(2, p.sink_index, v)
+        else:
+            keys = self.k[layer]
+            k, v = k.to(keys.dtype), v.to(keys.dtype)
+            if self.sink_entries:  # the re-timed sink keys and this frame's keys in one scatter
+                keys = keys.index_copy(2, p.key_index, torch.cat([self.sink_keys[layer], k], 2))
+            else:  # key_index is write_index when there are no sinks
+                keys = keys.index_copy(2, p.key_index, k)
+            if self.traced:  # branch-free: value_index repeats the ring entries when no sink is stored
+                values = self.v[layer].index_copy(2, p.value_index, torch.cat([v, v], 2))
+                self.sink_k[layer] = torch.where(p.store_sink, self.sink_k[layer].index_copy(2, p.sink_index, k),
+                                                 self.sink_k[layer])
+            else:  # (duplicate indices would double gradients, so training takes the branch)
+                values = self.v[layer].index_copy(2, p.write_index, v)
+                if p.storing_sink:
+                    self.sink_k[layer] = self.sink_k[layer].index_copy(2, p.sink_index, k)
+                    values = values.index_copy(2, p.sink_index, v)
+            self.k[layer], self.v[layer] = keys, values
+        return scaled_dot_product_attention(q, keys, values, p.mask)
 
 
 class SequenceContext:
     """Teacher forcing / discriminator: all frames at once with the same block-causal, sliding-window visibility as
     a rollout through the cache (tested to give the same frames)."""
 
-    def __init__(self, frames: int, tokens: int, window: int, sink: int, rotary: Rotary, device: torch.device):
-        self.frames, self.tokens, self.rotary = frames, tokens, rotary
-        pos = torch.arange(frames, dtype=torch.float64)
-        self.cos, self.sin = (a.repeat_interleave(tokens, 0).to(device) for a in rotary.time_angles(pos))
+    def __init__(self, frames: int, tokens: int, window: int, sink: int, rotary: Rotary, device: torch.device,
+                 qk_scales: torch.Tensor):
+        self.frames, self.tokens, self.qk_scales = frames, tokens, qk_scales
+        dtype = qk_scales.dtype
+        cos, sin = rotary.tables(torch.arange(frames, dtype=torch.float64))  # (frames * tokens, hd)
+        self.cos, self.sin = cos.to(device, dtype), sin.to(device, dtype)
         i = torch.arange(frames)[:, None]
         j = torch.arange(frames)[None, :]
         visible = (j <= i) & (j > i - window)  # (query frame, key frame)
@@ -185,9 +277,10 @@ class SequenceContext:
         self.sink_pairs = [(q, s) for q in range(frames) for s in range(min(sink, frames)) if q - s >= window]
         if self.sink_pairs:
             dist = lambda s: window + sink - 1 - s  # noqa: E731 - same distance as KVCache.sink_distance
-            sink_pos = torch.tensor([float(q - dist(s)) for q, s in self.sink_pairs])
-            self.sink_cos, self.sink_sin = (a.repeat_interleave(tokens, 0).to(device)
-                                            for a in rotary.time_angles(sink_pos))
+            # the copy is seen at time q - dist(s); its key was rotated at time s: rotate by the difference
+            delta = torch.tensor([float(q - dist(s) - s) for q, s in self.sink_pairs])
+            sink_cos, sink_sin = rotary.tables(delta, space=False)
+            self.sink_cos, self.sink_sin = sink_cos.to(device, dtype), sink_sin.to(device, dtype)
             extra = torch.zeros(frames, len(self.sink_pairs), dtype=torch.bool)
             for n, (q, _) in enumerate(self.sink_pairs):
                 extra[q, n] = True
@@ -196,17 +289,15 @@ class SequenceContext:
         self.sink_index = torch.tensor([s * tokens + t for _, s in self.sink_pairs for t in range(tokens)],
                                        dtype=torch.long, device=device)
 
-    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        # q, k, v: (B, H, frames * tokens, head_dim)
-        rot = self.rotary
-        q = rot.rotate_time(rot.rotate_space(q), self.cos, self.sin)
-        k_space = rot.rotate_space(k)
-        keys = rot.rotate_time(k_space, self.cos, self.sin)
-        values = v
+    def attend(self, layer: int, qk: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        # qk (B, frames * tokens, 2, H, hd) normalised without scales; v (B, frames * tokens, H, hd)
+        cos, sin = fold_scales(self.cos, self.sin, self.qk_scales[layer])  # (frames * tokens, 2, 1, hd)
+        qk = rotate(qk, cos, sin)
+        q, keys, values = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), v.transpose(1, 2)
         if self.sink_pairs:
-            sink_k = rot.rotate_time(k_space[:, :, self.sink_index], self.sink_cos, self.sink_sin)
+            sink_k = rotate(keys[:, :, self.sink_index], self.sink_cos, self.sink_sin)
             keys = torch.cat([keys, sink_k], 2)
-            values = torch.cat([v, v[:, :, self.sink_index]], 2)
+            values = torch.cat([values, values[:, :, self.sink_index]], 2)
         return scaled_dot_product_attention(q, keys, values, self.mask)
 
 
@@ -234,8 +325,11 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, layer: int, context: CacheContext | SequenceContext) -> torch.Tensor:
         B, N, D = x.shape
-        q, k, v = self.qkv(x).view(B, N, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (B, H, N, hd)
-        out = context.attend(layer, self.q_norm(q), self.k_norm(k), v)  # (B, H, N, hd)
+        qkv = self.qkv(x).view(B, N, 3, self.heads, self.head_dim)
+        # q and k normalised in one pass; their scales (q_norm, k_norm weights) are folded into the context's
+        # rotation tables (Generator.qk_scales), so the rotation applies them for free.
+        qk = F.rms_norm(qkv[:, :, :2], (self.head_dim,), None, self.q_norm.eps)  # (B, N, 2, H, hd)
+        out = context.attend(layer, qk, qkv[:, :, 2])  # (B, H, N, hd)
         return self.proj(out.transpose(1, 2).reshape(B, N, D))
 
 
@@ -258,10 +352,10 @@ class Block(nn.Module):
         # x (B, frames, tokens, D); c (B, frames, D)
         B, Fr, T, D = x.shape
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.modulation(F.silu(c)).unsqueeze(2).chunk(6, -1)
-        h = self.norm1(x) * (1 + scale_a) + shift_a
-        x = x + gate_a * self.attn(h.reshape(B, Fr * T, D), layer, context).view(B, Fr, T, D)
-        h = self.norm2(x) * (1 + scale_m) + shift_m
-        return x + gate_m * self.mlp(h)
+        h = torch.addcmul(shift_a, self.norm1(x), 1 + scale_a)  # fused multiply-adds: fewer passes, same math
+        x = torch.addcmul(x, gate_a, self.attn(h.reshape(B, Fr * T, D), layer, context).view(B, Fr, T, D))
+        h = torch.addcmul(shift_m, self.norm2(x), 1 + scale_m)
+        return torch.addcmul(x, gate_m, self.mlp(h))
 
 
 class Generator(nn.Module):
@@ -293,10 +387,10 @@ class Generator(nn.Module):
         return frame - recycled if self.config.residual else frame
 
     def new_cache(self, batch: int = 1, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                  differentiable: bool = False) -> KVCache:
+                  differentiable: bool = False, per_layer: bool = False) -> KVCache:
         c = self.config
         return KVCache(c.depth, batch, c.heads, c.tokens, c.head_dim, c.window, c.sink, device, dtype,
-                       differentiable)
+                       differentiable, per_layer)
 
     def _embed(self, noisy, recycled, token_cond, frame_cond, t, aug):
         """Inputs (B, F, C, h, w) / (B, F, Cf) / (B, F) -> tokens (B, F, T, D) and conditioning (B, F, D)."""
@@ -322,6 +416,11 @@ class Generator(nn.Module):
         h, w = self.config.latent_size
         return unpatchify(out, self.config.patch, h, w)
 
+    def qk_scales(self) -> torch.Tensor:
+        """(depth, 2, head_dim): every layer's q and k RMSNorm weights, applied inside the rotary tables."""
+        return torch.stack([w for block in self.blocks for w in (block.attn.q_norm.weight, block.attn.k_norm.weight)]
+                           ).view(self.config.depth, 2, self.config.head_dim)
+
     def step(self, noisy: torch.Tensor, recycled: torch.Tensor, token_cond: torch.Tensor | None,
              frame_cond: torch.Tensor | None, t: torch.Tensor, aug: torch.Tensor, cache: KVCache,
              advance: bool = True) -> torch.Tensor:
@@ -329,12 +428,32 @@ class Generator(nn.Module):
 
         `advance=False` re-evaluates the same frame (multi-step sampling): the K/V of the last call are the ones kept.
         """
-        one = lambda a: None if a is None else a.unsqueeze(1)  # noqa: E731 - add the frame axis
-        x, c = self._embed(one(noisy), one(recycled), one(token_cond), one(frame_cond), t[:, None], aug[:, None])
-        out = self._run(x, c, CacheContext(cache, self.rotary, advance))[:, 0]
+        plan = plan_step(cache, self.rotary)
+        out, k, v, sink_k = self.cached_step(noisy, recycled, token_cond, frame_cond, t, aug, cache.k, cache.v,
+                                             cache.sink_k, plan, in_place=not cache.differentiable)
+        if cache.differentiable:
+            cache.k, cache.v, cache.sink_k = k, v, sink_k
         if advance:
             cache.position += 1
-        return out + t.view(-1, 1, 1, 1).to(out.dtype) * noisy if self.config.residual else out
+        return out
+
+    def cached_step(self, noisy: torch.Tensor, recycled: torch.Tensor, token_cond: torch.Tensor | None,
+                    frame_cond: torch.Tensor | None, t: torch.Tensor, aug: torch.Tensor, k, v, sink_k,
+                    plan: StepPlan, in_place: bool = True, traced: bool = False):
+        """`step` on explicit cache tensors and a plan: the form backends compile, capture and export.
+
+        k, v, sink_k: the stacked (depth, B, H, length, hd) buffers, written in place, or (`in_place=False`) lists of
+        per-layer tensors, returned replaced. Returns (velocity, k, v, sink_k).
+        """
+        one = lambda a: None if a is None else a.unsqueeze(1)  # noqa: E731 - add the frame axis
+        x, c = self._embed(one(noisy), one(recycled), one(token_cond), one(frame_cond), t[:, None], aug[:, None])
+        if not in_place:
+            k, v, sink_k = list(k), list(v), list(sink_k)
+        context = CacheContext(k, v, sink_k, plan, self.qk_scales().to(x.dtype), in_place, traced)
+        out = self._run(x, c, context)[:, 0]
+        if self.config.residual:
+            out = out + t.view(-1, 1, 1, 1).to(out.dtype) * noisy
+        return out, context.k, context.v, context.sink_k
 
     def forward(self, noisy: torch.Tensor, recycled: torch.Tensor, token_cond: torch.Tensor | None,
                 frame_cond: torch.Tensor | None, t: torch.Tensor, aug: torch.Tensor,
@@ -343,7 +462,7 @@ class Generator(nn.Module):
         B, Fr = noisy.shape[:2]
         x, c = self._embed(noisy, recycled, token_cond, frame_cond, t, aug)
         context = SequenceContext(Fr, self.config.tokens, self.config.window, self.config.sink, self.rotary,
-                                  noisy.device)
+                                  noisy.device, self.qk_scales().to(x.dtype))
         out = self._run(x, c, context, return_features)
         if return_features or not self.config.residual:
             return out

@@ -40,6 +40,9 @@ class VAEConfig:
 VAE_PRESETS: dict[str, dict] = {
     "tiny": dict(image_size=(16, 24), channels=(8, 8), latent_channels=4, blocks=0),
     "world-s": dict(image_size=(96, 128), channels=(32, 64, 96), latent_channels=8, blocks=1),
+    # AAPT's 736x416 output with 8x spatial compression (52x92 latents: 1196 tokens at patch 2), two residual blocks
+    # per scale like the paper's light decoder; for throughput measurements with random weights on a GPU.
+    "paper-scale": dict(image_size=(416, 736), channels=(128, 256, 512), latent_channels=16, blocks=2),
 }
 
 

@@ -30,10 +30,15 @@ TEXT_CACHE_LIMIT = 256  # distinct strings kept rendered; the HUD cycles through
 
 
 class Window:
-    """The pygame display: a letterboxed area the world frame is scaled into, recomputed on window changes."""
+    """The pygame display: a letterboxed area the world frame is scaled into, recomputed on window changes.
+
+    `layout()` follows a resize; `recover()` re-creates the display surfaces after the display itself changed
+    (moved to another monitor, resolution changed, GPU device reset); `refocus()` re-applies the fullscreen
+    mode and the hidden cursor when the window gets focus back (some window managers drop both on focus loss).
+    """
 
     def __init__(self, image_size: tuple[int, int], scale: int, fullscreen: bool = False,
-                 title: str = "worldsim", capture_mouse: bool = False):
+                 title: str = "worldsim", capture_mouse: bool = False, hide_cursor: bool = False):
         pygame.display.init()
         pygame.font.init()
         height, width = image_size
@@ -41,21 +46,33 @@ class Window:
         self.windowed_size = (width * scale, height * scale)
         self.headless = os.environ.get("SDL_VIDEODRIVER") == "dummy"
         self.fullscreen = fullscreen
+        self.capture_mouse = capture_mouse
+        self.hide_cursor = hide_cursor or capture_mouse
+        self.recoveries = 0  # display re-creations, for the stats
         pygame.display.set_caption(title)
         self.surface = self._open()
-        # A frame-sized surface in the display's pixel format: each frame is blitted into it once, then
-        # scaled, so scaling never converts pixel formats.
-        self.native = pygame.Surface((width, height), 0, self.surface)
-        self.target = self.surface
+        self._make_native()
         self.layout()
-        if capture_mouse and not self.headless:
-            pygame.event.set_grab(True)
-            pygame.mouse.set_visible(False)
+        self._apply_pointer()
 
     def _open(self) -> pygame.Surface:
         if self.fullscreen:
             return pygame.display.set_mode((0, 0), pygame.FULLSCREEN)
         return pygame.display.set_mode(self.windowed_size, pygame.RESIZABLE)
+
+    def _make_native(self) -> None:
+        # A frame-sized surface in the display's pixel format: each frame is blitted into it once, then
+        # scaled, so scaling never converts pixel formats. A new display may have a new format.
+        height, width = self.image_size
+        self.native = pygame.Surface((width, height), 0, self.surface)
+
+    def _apply_pointer(self) -> None:
+        if self.headless:
+            return
+        if self.capture_mouse:
+            pygame.event.set_grab(True)
+        if self.hide_cursor:
+            pygame.mouse.set_visible(False)
 
     def layout(self) -> None:
         """Fit the frame into the window keeping its aspect ratio (black bars where the window is longer)."""
@@ -73,6 +90,31 @@ class Window:
                 pygame.Rect(frame.right, 0, win_w - frame.right, win_h))
         self.bars = [bar for bar in bars if bar.w > 0 and bar.h > 0]
         self.target = self.surface.subsurface(self.rect)
+
+    def recover(self) -> None:
+        """Re-create the display and every surface derived from it, then re-centre the frame.
+
+        In fullscreen the mode is set again at (0, 0), which SDL reads as the current display's desktop size:
+        the window follows a monitor swap or a resolution change. Raises pygame.error while no display works.
+        """
+        if not self.fullscreen:  # keep the size the player gave the window
+            try:
+                self.windowed_size = self.surface.get_size()
+            except pygame.error:  # the old surface died with the old display
+                pass
+        self.surface = self._open()
+        self._make_native()
+        self.layout()
+        self._apply_pointer()
+        self.recoveries += 1
+
+    def refocus(self) -> None:
+        """Focus is back: hide the cursor again and, in fullscreen, refill the screen if the window shrank."""
+        self._apply_pointer()
+        if self.fullscreen and not self.headless:
+            desktop = pygame.display.get_desktop_sizes()
+            if desktop and self.surface.get_size() not in desktop:
+                self.recover()
 
     def toggle_fullscreen(self) -> None:
         self.fullscreen = not self.fullscreen
@@ -170,9 +212,26 @@ def draw_hud(surface: pygame.Surface, view: HudView, assets: HudAssets) -> None:
         surface.blit(assets.panel(text.get_width() + 2 * HUD_MARGIN, step + HUD_MARGIN), (x - HUD_MARGIN, 0))
         surface.blit(text, (x, HUD_MARGIN // 2))
         x -= 3 * HUD_MARGIN
-    if view.notice:
-        text = assets.text(view.notice)
-        x = (surface.get_width() - text.get_width()) // 2
-        y = surface.get_height() - step - 2 * HUD_MARGIN
-        surface.blit(assets.panel(text.get_width() + 2 * HUD_MARGIN, step + HUD_MARGIN), (x - HUD_MARGIN, y))
-        surface.blit(text, (x, y + HUD_MARGIN // 2))
+    draw_notice(surface, view.notice, assets)
+
+
+def draw_notice(surface: pygame.Surface, notice: str, assets: HudAssets) -> None:
+    """A passing message centred at the bottom (drawn with the HUD, or alone when the HUD is hidden)."""
+    if not notice:
+        return
+    step = assets.line_height
+    text = assets.text(notice)
+    x = (surface.get_width() - text.get_width()) // 2
+    y = surface.get_height() - step - 2 * HUD_MARGIN
+    surface.blit(assets.panel(text.get_width() + 2 * HUD_MARGIN, step + HUD_MARGIN), (x - HUD_MARGIN, y))
+    surface.blit(text, (x, y + HUD_MARGIN // 2))
+
+
+def draw_overlay(surface: pygame.Surface, text: str, assets: HudAssets) -> None:
+    """The attract-mode invitation: large text on a translucent band across the lower third."""
+    rendered = assets.text(text)
+    pad = assets.line_height // 2
+    width, height = surface.get_width(), rendered.get_height() + 2 * pad
+    y = surface.get_height() * 2 // 3 - height // 2
+    surface.blit(assets.panel(width, height), (0, y))
+    surface.blit(rendered, ((width - rendered.get_width()) // 2, y + pad))

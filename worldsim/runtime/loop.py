@@ -9,12 +9,19 @@
 
 Interactive play, headless recording and tests run this same loop; headless is the SDL dummy video driver.
 Tests drive it one iteration at a time with `frame()` after posting synthetic events.
+
+Reliability lives beside the stages, not inside them: every step is checked by a `FaultGuard` (a NaN/inf frame is
+never shown; the world rewinds to its last good snapshot), a `FramePacer` lowers the aim when the generator falls
+behind, display changes re-create the window's surfaces, and a kiosk (`kiosk=`) adds attract mode, session
+limits, the quit combination and a heartbeat for its supervisor.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
+from collections import deque
 from datetime import datetime
 from pathlib import Path
 
@@ -23,17 +30,34 @@ import pygame
 
 from worldsim.errors import WorldsimError
 from worldsim.input.events import CONTROLLER_BUTTONS, KEY_CODES
+from worldsim.input.program import ScriptedInput, load_program
 from worldsim.input.replay import ActionLogHeader
 from worldsim.input.sources import Command, InputSource
-from worldsim.runtime.display import HudAssets, HudView, Window, draw_hud, draw_world
+from worldsim.input.state import ControllerState
+from worldsim.runtime.display import HudAssets, HudView, Window, draw_hud, draw_notice, draw_overlay, draw_world
+from worldsim.runtime.heartbeat import Heartbeat
+from worldsim.runtime.kiosk import Kiosk, KioskConfig, Transition
+from worldsim.runtime.pacing import FramePacer
 from worldsim.runtime.profile import Profile, command_table
 from worldsim.runtime.recorder import Recording, RunHistory, frame_hash, free_recording_path
+from worldsim.runtime.recovery import FaultGuard, Verdict
 from worldsim.runtime.session import WorldSession
 from worldsim.runtime.timing import DEFAULT_CAPACITY, FrameTimes
 
+log = logging.getLogger(__name__)
+
 PAUSED_FPS = 30.0  # redraw rate while paused (or headless and paused): enough for the HUD, idle otherwise
 HUD_WINDOW_FRAMES = 60  # frames the HUD's numbers are averaged over
-WINDOW_EVENTS = frozenset({pygame.VIDEORESIZE, pygame.WINDOWSIZECHANGED})
+HUD_SLOWDOWN = 4  # while the pacer is behind, HUD text is rebuilt this many times less often
+MAX_TIMES_CAPACITY = 10 * DEFAULT_CAPACITY  # frame-time rows kept at most (about 20 MB)
+NOTICES_KEPT = 200  # notices remembered for the report; a kiosk running for weeks must not grow a list
+DISPLAY_RETRY_S = 1.0  # while no display works, try to re-create it this often (the world keeps running)
+LAYOUT_EVENTS = frozenset({pygame.VIDEORESIZE, pygame.WINDOWSIZECHANGED})
+# The display itself changed (another monitor, another resolution, a GPU reset): surfaces must be re-created.
+DISPLAY_EVENTS = frozenset({pygame.WINDOWDISPLAYCHANGED, pygame.RENDER_DEVICE_RESET, pygame.RENDER_TARGETS_RESET})
+# Anything going down wakes a kiosk, even a tap released within the same frame (it leaves nothing held).
+PRESS_EVENTS = frozenset({pygame.KEYDOWN, pygame.MOUSEBUTTONDOWN, pygame.CONTROLLERBUTTONDOWN,
+                          pygame.JOYBUTTONDOWN})
 
 
 @dataclasses.dataclass
@@ -57,7 +81,7 @@ class GameLoop:
     def __init__(self, session: WorldSession, source: InputSource, profile: Profile,
                  log_header: ActionLogHeader, *, fps: float | None, max_frames: int | None = None,
                  record_path: Path | None = None, overwrite: bool = False, video_fps: float = 24.0,
-                 title: str = "worldsim"):
+                 title: str = "worldsim", kiosk: KioskConfig | None = None, heartbeat: Heartbeat | None = None):
         self.session = session
         self.scheme = session.scheme
         self.grid = session.grid
@@ -76,20 +100,36 @@ class GameLoop:
         self.key_commands = {key_code[name]: command for name, command in keys.items()}
         self.button_commands = {button_code[name]: command for name, command in buttons.items()}
 
+        # Kiosk: read the attract program before the window opens, so a bad one is an error, not a black screen.
+        self.kiosk = Kiosk(kiosk, time.perf_counter()) if kiosk is not None else None
+        if kiosk is not None:
+            # it must never end (and so never quit the kiosk): it loops whatever its file says
+            self.attract_program = dataclasses.replace(load_program(kiosk.attract_program), loop=True)
+            self.attract_source = ScriptedInput(self.attract_program)
+        self.heartbeat = heartbeat
+        self.guard = FaultGuard(session, profile.recovery)
+        self.pacer = FramePacer(self.fps, profile.pacing)
+
         self.window = Window(session.image_size, profile.window_scale, profile.fullscreen, title,
-                             profile.capture_mouse)
+                             profile.capture_mouse, profile.hide_cursor)
         self.hud_assets = HudAssets(profile.hud_font_size)
+        self.overlay_assets = HudAssets(kiosk.overlay_font_size) if kiosk is not None else None
         controls = self.scheme.controls
         self.hud = HudView(controls=self.scheme.control_names, low=controls.low, high=controls.high,
                            values=np.zeros(len(controls.names), np.float32))
         self.show_hud = profile.hud
         self.clock = pygame.time.Clock()
-        self.times = FrameTimes(max_frames or DEFAULT_CAPACITY)
+        # Statistics keep every frame of a bounded run, up to a cap: `--frames 10**9` must not allocate 56 GB.
+        self.times = FrameTimes(min(max_frames, MAX_TIMES_CAPACITY) if max_frames else DEFAULT_CAPACITY)
         self.history = RunHistory()
         self.recording: Recording | None = None
         self.replay = ReplayCheck()
         self.saved: list[Path] = []  # recordings finished during the run
-        self.notices: list[str] = []  # every notice shown, for the caller's report
+        self.notices: deque[str] = deque(maxlen=NOTICES_KEPT)  # the latest notices shown, for the report
+        self.kiosk_counts = {"attract": 0, "player": 0, "session_limit": 0}
+        self.display_ok = True
+        self._display_retry_s = 0.0
+        self._no_commands: list[Command] = []  # the attract program's commands go nowhere
 
         self.running = True
         self.paused = False
@@ -113,7 +153,7 @@ class GameLoop:
     def frame(self) -> None:
         """events -> step -> draw -> flip -> tick."""
         session, times = self.session, self.times
-        # 1. events: system commands, and the rest to the input source for this frame's controls
+        # 1. events: system commands, window changes, and the rest to the input source for this frame's controls
         poll_s = time.perf_counter()
         commands, control_events = self._commands, self._control_events
         commands.clear()
@@ -133,13 +173,26 @@ class GameLoop:
                         commands.append(command)
                     continue
             elif kind == pygame.QUIT:
-                commands.append(Command.QUIT)
+                if self.kiosk is None:
+                    commands.append(Command.QUIT)
+                else:  # a visitor's alt+F4: only the quit combination ends a kiosk
+                    log.info("window close request ignored (kiosk: hold %s to quit)",
+                             "+".join(self.kiosk.config.quit_keys))
                 continue
-            elif kind in WINDOW_EVENTS:
+            elif kind in LAYOUT_EVENTS:
                 self.window.layout()
                 continue
-            control_events.append(event)
+            elif kind in DISPLAY_EVENTS:
+                self._recover_display(poll_s)
+                continue
+            elif kind == pygame.WINDOWFOCUSGAINED:
+                self._refocus(poll_s)
+                continue
+            control_events.append(event)  # (focus loss included: the source releases what was held)
         state = self.source.poll(control_events, commands)
+        if self.kiosk is not None:
+            pressed = bool(commands) or any(event.type in PRESS_EVENTS for event in control_events)
+            state = self._kiosk(state, commands, pressed, poll_s)
         input_s = time.perf_counter()
         for command in commands:
             self.apply(command)
@@ -147,7 +200,7 @@ class GameLoop:
             self.notify(self.source.notices.pop(0))
         if not self.running:
             return
-        # 2. step the world, unless paused
+        # 2. step the world, unless paused; a non-finite step is never shown (the last good frame stays up)
         stepping = not self.paused or self.step_requested
         if stepping:
             self.step_requested = False
@@ -156,17 +209,17 @@ class GameLoop:
             encode_ms = (time.perf_counter() - encode_s) * 1e3
             # hashing and blitting need contiguous bytes
             image = np.ascontiguousarray(session.step(condition))
-            self.frame_image = image
-            self.hud.values = condition.action
-            self.frames += 1
-        # 3. draw
+            verdict = self.guard.check()
+            if verdict is Verdict.GOOD:
+                self.frame_image = image
+                self.hud.values = condition.action
+                self.frames += 1
+            else:
+                self._recovered(verdict)
+                stepping = False
+        # 3. draw, 4. flip
         draw_s = time.perf_counter()
-        draw_world(self.window, self.frame_image, self.profile.smooth_scaling)
-        if self.show_hud:
-            self._refresh_hud(poll_s)
-            draw_hud(self.window.surface, self.hud, self.hud_assets)
-        # 4. flip
-        pygame.display.flip()
+        self._draw(poll_s)
         flip_s = time.perf_counter()
         # 5. record, account, tick
         if stepping:
@@ -182,7 +235,13 @@ class GameLoop:
                        (flip_s - draw_s) * 1e3, (time.perf_counter() - flip_s) * 1e3), poll_s, flip_s)
             if self.frames == self.max_frames:
                 self.running = False
-        self.clock.tick(PAUSED_FPS if self.paused else self.fps)
+        if self.heartbeat is not None:
+            self.heartbeat.beat(flip_s)
+        if self.paused:
+            self.clock.tick(PAUSED_FPS)
+        else:
+            # the pacer sees the whole frame's work (not the sleep) and may aim lower when it does not fit
+            self.clock.tick(self.pacer.add(time.perf_counter() - poll_s))
 
     def run(self) -> dict:
         """Iterate until quit, the frame limit or the end of the input; returns the run's statistics."""
@@ -217,10 +276,94 @@ class GameLoop:
     def reset(self) -> None:
         """Back to the checkpoint's first frame: a fresh rollout with the same seed."""
         self.frame_image = np.ascontiguousarray(self.session.reset())
+        self.guard.after_reset()
         self.hud.values = np.zeros_like(self.hud.values)
         self.history.reset()
         if self.recording is not None:
             self.recording.reset()
+
+    # ---- reliability: faults, the display, the kiosk -----------------------------------------------------
+
+    def _recovered(self, verdict: Verdict) -> None:
+        """A step came out non-finite; the guard rewound the session (RESTORED) or asks for a reset."""
+        if verdict is Verdict.RESET:
+            self.reset()
+            self.notify("the world went unstable and was reset")
+        else:
+            self.history.rewind(self.session.frame_index)
+            log.warning("non-finite frame; rewound to frame %d", self.session.frame_index)
+
+    def _draw(self, now_s: float) -> None:
+        """Draw and flip; a lost display is re-created (retried every DISPLAY_RETRY_S), the world keeps going."""
+        if not self.display_ok:
+            if now_s < self._display_retry_s:
+                return
+            self._recover_display(now_s)
+            if not self.display_ok:
+                return
+        if self.hud.notice and now_s > self._notice_until_s:
+            self.hud.notice = ""
+        try:
+            surface = self.window.surface
+            draw_world(self.window, self.frame_image, self.profile.smooth_scaling)
+            if self.show_hud:
+                self._refresh_hud(now_s)
+                draw_hud(surface, self.hud, self.hud_assets)
+            else:
+                draw_notice(surface, self.hud.notice, self.hud_assets)  # a pad unplugged matters without a HUD
+            if self.kiosk is not None and self.kiosk.attracting:
+                draw_overlay(surface, self.kiosk.config.attract_text, self.overlay_assets)
+            pygame.display.flip()
+        except pygame.error as err:
+            log.warning("drawing failed (%s); re-creating the display", err)
+            self._recover_display(now_s)
+
+    def _recover_display(self, now_s: float) -> None:
+        try:
+            self.window.recover()
+        except pygame.error as err:
+            if self.display_ok:
+                log.error("no display (%s); retrying every %.0f s", err, DISPLAY_RETRY_S)
+            self.display_ok = False
+            self._display_retry_s = now_s + DISPLAY_RETRY_S
+            return
+        if not self.display_ok:
+            log.info("display back")
+        self.display_ok = True
+
+    def _refocus(self, now_s: float) -> None:
+        try:
+            self.window.refocus()
+        except pygame.error:
+            self._recover_display(now_s)
+
+    def _kiosk(self, state: ControllerState, commands: list[Command], pressed: bool,
+               now_s: float) -> ControllerState:
+        """Attract mode, fresh starts, session limit, quit combination; returns the controls that drive the
+        world this frame (the attract program's while idle, else the player's)."""
+        kiosk = self.kiosk
+        transition = kiosk.update(now_s, state, pressed, self.session.frame_index)
+        if transition is Transition.QUIT:
+            log.info("quit combination held: quitting")
+            commands.append(Command.QUIT)
+        elif transition is Transition.PLAYER:
+            commands.clear()  # the press that woke the kiosk is not also a reset or a pause
+            self.reset()
+            self.kiosk_counts["player"] += 1
+            log.info("player arrived: fresh start")
+        elif transition is Transition.ATTRACT:
+            self.reset()
+            self.attract_source = ScriptedInput(self.attract_program)
+            self.kiosk_counts["attract"] += 1
+            log.info("idle for %.0f s: attract mode", kiosk.config.idle_timeout_s)
+        elif transition is Transition.SESSION_LIMIT:
+            self.reset()
+            self.kiosk_counts["session_limit"] += 1
+            log.info("session limit (%d frames): fresh start", kiosk.config.max_session_frames)
+        if kiosk.attracting:
+            self._no_commands.clear()
+            return self.attract_source.poll([], self._no_commands)
+        return state
 
     def start_recording(self, required: bool = False) -> None:
         """Start an MP4 + action log; `required` (asked for on the command line) makes a failure an error."""
@@ -253,6 +396,7 @@ class GameLoop:
     # ---- HUD and reports ----------------------------------------------------------------------------------
 
     def notify(self, text: str) -> None:
+        log.info("notice: %s", text)
         self.notices.append(text)
         self.hud.notice = text
         self._notice_until_s = time.perf_counter() + self.profile.notice_s
@@ -261,7 +405,9 @@ class GameLoop:
         """Rebuild the HUD's text a few times a second (numbers that change every frame cannot be read)."""
         if now_s < self._hud_refresh_s:
             return
-        self._hud_refresh_s = now_s + self.profile.hud_refresh_s
+        # Behind the target frame rate: rebuilding HUD text is the extra to cut first.
+        slowdown = HUD_SLOWDOWN if self.pacer.behind else 1
+        self._hud_refresh_s = now_s + self.profile.hud_refresh_s * slowdown
         recent = self.times.recent(HUD_WINDOW_FRAMES)
         if len(recent):
             stage = recent.mean(0)
@@ -277,8 +423,6 @@ class GameLoop:
         self.hud.lines.append(f"{self.source.label}   frame {self.session.frame_index}")
         recording = self.recording is not None
         self.hud.badges = (["PAUSED"] if self.paused else []) + (["REC"] if recording else [])
-        if self.hud.notice and now_s > self._notice_until_s:
-            self.hud.notice = ""
 
     def _check_replay(self, expected: str, digest: str) -> None:
         check = self.replay
@@ -291,7 +435,12 @@ class GameLoop:
     def stats(self) -> dict:
         stats = self.times.summary()
         stats.update(paused_at_end=self.paused, recordings=[str(p) for p in self.saved],
-                     input=self.source.label, notices=self.notices)
+                     input=self.source.label, notices=list(self.notices), faults=self.guard.summary(),
+                     pacing={"target_fps": self.pacer.target_fps, "fps": round(self.pacer.fps, 3),
+                             "changes": self.pacer.changes},
+                     display_recoveries=self.window.recoveries)
+        if self.kiosk is not None:
+            stats["kiosk"] = dict(self.kiosk_counts)
         if self.replay.checked:
             stats["replay"] = self.replay.summary()
         return stats

@@ -5,14 +5,18 @@
     worldsim play --checkpoint DIR --headless --frames 240 --input scripted:FILE --record out.mp4 \
                   --stats stats.json                 record a scripted run
     worldsim play --checkpoint DIR --headless --input replay:out.actions.jsonl   the same frames, checked
+    worldsim play --kiosk                            full screen, attract mode, logs only (see `worldsim kiosk`)
 
 Everything is checked before the window opens (files, names, checkpoint, scheme against the checkpoint,
-profile keys against the scheme), so a mistake is one line naming what is wrong, never a traceback.
+profile keys against the scheme), so a mistake is one line naming what is wrong, never a traceback. Running
+out of memory while the world is built falls back to a smaller dtype, then to the CPU, and says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import os
 import sys
 from pathlib import Path
@@ -22,9 +26,24 @@ from worldsim.errors import WorldsimError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "doom-camera"
 DTYPES = ("float32", "bfloat16", "float16")
+OUT_OF_MEMORY_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_world_arguments(parser)
+    kiosk = parser.add_argument_group("kiosk")
+    kiosk.add_argument("--kiosk", action="store_true",
+                       help="kiosk mode: the kiosk profile (full screen, hidden cursor), attract mode when idle, "
+                            "a fresh world per player, quit only with the profile's key combination, no console "
+                            "output (logs in --log-dir)")
+    kiosk.add_argument("--log-dir", type=Path, default=None, metavar="DIR",
+                       help="kiosk logs (default: the profile's kiosk.log_dir)")
+    kiosk.add_argument("--heartbeat", type=Path, default=None, metavar="FILE",
+                       help="touch FILE from the game loop every kiosk.heartbeat_s (worldsim kiosk watches it)")
+
+
+def add_world_arguments(parser: argparse.ArgumentParser) -> None:
+    """What to play and how: shared with `worldsim kiosk`, which forwards them to its player."""
     parser.add_argument("--checkpoint", type=Path, default=None, metavar="DIR",
                         help=f"checkpoint directory (default: {_shown(DEFAULT_CHECKPOINT)})")
     parser.add_argument("--scheme", default=None, metavar="NAME|PATH",
@@ -44,8 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=None,
                         help="target frame rate (default: the profile's, else the checkpoint's data rate; "
                              "headless: unthrottled)")
-    parser.add_argument("--profile", default="desktop", metavar="NAME|PATH",
-                        help="runtime profile: window, HUD, system keys (default: desktop)")
+    parser.add_argument("--profile", default=None, metavar="NAME|PATH",
+                        help="runtime profile: window, HUD, system keys (default: desktop; kiosk with --kiosk)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
     parser.add_argument("--dtype", default="float32", choices=DTYPES, help="model precision")
     parser.add_argument("--steps", type=int, default=None,
@@ -71,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     # 1. everything that needs no model: arguments, output paths, the input source's files
     from worldsim.input.sources import parse_input_spec
 
+    args.profile = args.profile or ("kiosk" if args.kiosk else "desktop")
     input_spec = args.input or ("scripted" if args.headless else "gamepad")
     kind, _ = parse_input_spec(input_spec)
     _check_numbers(args)
@@ -96,11 +116,44 @@ def run(args: argparse.Namespace) -> int:
     from worldsim.runtime.profile import load_profile, profile_path
 
     profile = load_profile(args.profile)
-    source = open_source(input_spec)
+    with _kiosk_logging(args, profile) if args.kiosk else contextlib.nullcontext():
+        source = open_source(input_spec)
+        try:
+            return _play(args, source, kind, checkpoint_dir, profile, profile_path(args.profile))
+        finally:
+            source.close()
+
+
+@contextlib.contextmanager
+def _kiosk_logging(args: argparse.Namespace, profile):
+    """Kiosk mode: everything worldsim logs or prints goes to a rotating log file, nothing to the console.
+
+    An error still leaves through the exception (the CLI prints it, `worldsim kiosk` logs the child's stderr),
+    after it has been written to the log too.
+    """
+    import logging
+
+    from worldsim.runtime.kiosk import PLAYER_LOG_NAME
+    from worldsim.runtime.logs import LogStream, close_log, open_log
+
+    config = profile.kiosk
+    log_dir = args.log_dir or Path(config.log_dir)
+    logger = open_log("worldsim", log_dir / PLAYER_LOG_NAME, config.log_max_bytes, config.log_backups)
+    logger.info("kiosk player starting (pid %d): profile %s, checkpoint %s", os.getpid(), args.profile,
+                args.checkpoint or DEFAULT_CHECKPOINT)
     try:
-        return _play(args, source, kind, checkpoint_dir, profile, profile_path(args.profile))
+        with contextlib.redirect_stdout(LogStream(logger)), \
+                contextlib.redirect_stderr(LogStream(logger, logging.WARNING)):
+            yield
+        logger.info("kiosk player done")
+    except WorldsimError as err:
+        logger.error("%s", err)
+        raise
+    except BaseException:
+        logger.exception("kiosk player crashed")
+        raise
     finally:
-        source.close()
+        close_log(logger)
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
@@ -119,10 +172,10 @@ def _play(args, source, kind: str, checkpoint_dir: Path, profile, profile_file: 
     from worldsim.checkpoint import load_checkpoint
     from worldsim.conditioning.scheme import load_scheme
     from worldsim.input.replay import ActionLogHeader
+    from worldsim.runtime.heartbeat import Heartbeat
     from worldsim.runtime.loop import GameLoop
     from worldsim.runtime.profile import check_bindings
     from worldsim.runtime.recorder import checkpoint_fingerprint, write_json_atomic
-    from worldsim.runtime.session import WorldSession
 
     # 2. a replay brings its own seed, scheme, steps and thread count (floating-point sums depend on threads)
     replayed: ActionLogHeader | None = getattr(source, "header", None) if kind == "replay" else None
@@ -137,10 +190,11 @@ def _play(args, source, kind: str, checkpoint_dir: Path, profile, profile_file: 
     # 3. the world: checkpoint, scheme (checked against the checkpoint by the session), profile keys vs scheme
     checkpoint = load_checkpoint(checkpoint_dir)
     scheme = load_scheme(scheme_spec) if scheme_spec else None
-    session = WorldSession(checkpoint, scheme, device=device, dtype=dtype, seed=seed, steps=steps)
     if checkpoint.start_frames is None or len(checkpoint.start_frames) == 0:
         raise WorldsimError(f"{checkpoint_dir}: this checkpoint has no start frames "
                             "(start_frames.safetensors), so there is nothing to start playing from")
+    session = open_session(checkpoint, scheme, device, dtype, seed, steps)
+    device, dtype_name = session.device, str(session.dtype).removeprefix("torch.")
     check_bindings(profile, session.scheme, profile_file)
     if args.headless and args.frames is None and source.length is None:
         raise WorldsimError(f"--headless with --input {source.label.split(':')[0]} never ends by itself; "
@@ -156,19 +210,84 @@ def _play(args, source, kind: str, checkpoint_dir: Path, profile, profile_file: 
     header = ActionLogHeader(
         scheme=scheme_spec or checkpoint.config.scheme, encoding=session.scheme.encoding_dict(), seed=seed,
         steps=session.steps, checkpoint=fingerprint, checkpoint_path=str(checkpoint_dir), device=str(device),
-        dtype=args.dtype, threads=torch.get_num_threads(), fps=fps or data_fps, worldsim=__version__,
+        dtype=dtype_name, threads=torch.get_num_threads(), fps=fps or data_fps, worldsim=__version__,
         torch=torch.__version__)
+    heartbeat = Heartbeat(args.heartbeat, profile.kiosk.heartbeat_s) if args.heartbeat else None
     loop = GameLoop(session, source, profile, header, fps=fps, max_frames=args.frames,
                     record_path=args.record, overwrite=args.overwrite,
                     video_fps=args.fps or profile.target_fps or data_fps,
-                    title=f"worldsim - {Path(checkpoint_dir).name}")
+                    title=f"worldsim - {Path(checkpoint_dir).name}",
+                    kiosk=profile.kiosk if args.kiosk else None, heartbeat=heartbeat)
     stats = loop.run()
     stats.update(checkpoint=str(checkpoint_dir), checkpoint_id=fingerprint, scheme=session.scheme.name,
-                 seed=seed, steps=session.steps, device=str(device), dtype=args.dtype,
+                 seed=seed, steps=session.steps, device=str(device), dtype=dtype_name,
                  threads=torch.get_num_threads(), headless=bool(args.headless))
     if args.stats is not None:
         write_json_atomic(args.stats, stats)
     return _report(stats)
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """CUDA's OutOfMemoryError is a RuntimeError; the CPU allocator raises RuntimeError or MemoryError."""
+    if isinstance(err, MemoryError):
+        return True
+    return isinstance(err, RuntimeError) and any(m in str(err).lower() for m in OUT_OF_MEMORY_MESSAGES)
+
+
+def memory_fallbacks(device, dtype) -> list:
+    """(device, dtype) to try in order: as asked, then half precision, then the CPU."""
+    import torch
+
+    half = torch.bfloat16
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        half = torch.float16
+    tries = [(device, dtype)]
+    if dtype == torch.float32:
+        tries.append((device, half))
+    if device.type != "cpu":
+        tries.append((torch.device("cpu"), torch.float32))
+    return tries
+
+
+def open_session(checkpoint, scheme, device, dtype, seed: int, steps: int | None):
+    """A WorldSession that has played one frame; out of memory, the next smaller (device, dtype) is tried."""
+    import torch
+
+    from worldsim.checkpoint import load_checkpoint
+
+    tries = memory_fallbacks(device, dtype)
+    for attempt, (try_device, try_dtype) in enumerate(tries):
+        if attempt:
+            # The failed attempt converted the models in place (maybe to half precision): start from the files.
+            checkpoint = load_checkpoint(checkpoint.path)
+        try:
+            return _warm_session(checkpoint, scheme, try_device, try_dtype, seed, steps)
+        except (RuntimeError, MemoryError) as err:
+            if not is_out_of_memory(err):
+                raise
+        # Out of the except block: the traceback, and the half-built session it holds, are gone now.
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        tried = f"{try_device} ({str(try_dtype).removeprefix('torch.')})"
+        if attempt + 1 < len(tries):
+            next_device, next_dtype = tries[attempt + 1]
+            print(f"worldsim play: out of memory on {tried}; trying {next_device} "
+                  f"({str(next_dtype).removeprefix('torch.')})", file=sys.stderr)
+    raise WorldsimError(f"out of memory while building the world on {tried}; close other programs using the "
+                        "memory, pass --dtype bfloat16 (half the memory) or --device cpu, or play a smaller "
+                        "checkpoint")
+
+
+def _warm_session(checkpoint, scheme, device, dtype, seed: int, steps: int | None):
+    from worldsim.input.state import ControllerState
+    from worldsim.runtime.session import WorldSession
+
+    session = WorldSession(checkpoint, scheme, device=device, dtype=dtype, seed=seed, steps=steps)
+    # The first step allocates the activations: out of memory shows here, not in the constructor.
+    session.reset()
+    session.step(session.scheme.encode(ControllerState(), session.grid))
+    return session
 
 
 def _device(name: str):
@@ -191,6 +310,10 @@ def _report(stats: dict) -> int:
           f"(generate {stats['stage_ms']['generate']:.1f} ms, decode {stats['stage_ms']['decode']:.1f} ms)")
     for path in stats["recordings"]:
         print(f"worldsim play: recorded {path}")
+    faults = stats.get("faults", {})
+    if faults.get("faults"):
+        print(f"worldsim play: {faults['faults']} non-finite frames were never shown: {faults['restored']} "
+              f"rewound to a snapshot, {faults['reset']} reset the world")
     replay = stats.get("replay")
     if replay is None:
         return 0

@@ -4,17 +4,26 @@ A profile (assets/profiles/desktop.yaml, kiosk.yaml, ...) never touches the worl
 the scheme. The system keys it binds (pause, reset, quit...) must therefore stay off the scheme's keys and pad
 buttons, and `check_bindings` refuses a profile that would steal one, saying which key and what each side uses
 it for.
+
+Sections owned by other modules fill their own frozen dataclasses: `kiosk` (runtime/kiosk.py: attract mode,
+session limit, quit combination, logs), `supervisor` (runtime/supervisor.py: heartbeat timeouts, back-off),
+`recovery` (runtime/recovery.py: snapshots for NaN recovery) and `pacing` (runtime/pacing.py: adaptive fps).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from worldsim.conditioning.scheme import Scheme
-from worldsim.config import ASSETS_DIR, ConfigError, load, rng
+from worldsim.config import ASSETS_DIR, ConfigError, from_dict, load, rng
 from worldsim.input.sources import Command
 from worldsim.input.state import GAMEPAD_BUTTONS, KEY_NAMES
+from worldsim.runtime.kiosk import KioskConfig
+from worldsim.runtime.pacing import PacingConfig
+from worldsim.runtime.recovery import RecoveryConfig
+from worldsim.runtime.supervisor import SupervisorConfig
 
 PROFILES_DIR = ASSETS_DIR / "profiles"
 DEFAULT_PROFILE = "desktop"
@@ -58,11 +67,16 @@ class Profile:
     hud_refresh_s: float = field(default=0.25, metadata=rng(0.02, 10.0))  # slow enough to read the numbers
     notice_s: float = field(default=3.0, metadata=rng(0.1, 60.0))  # how long "gamepad connected" stays up
     capture_mouse: bool = False  # grab and hide the pointer (mouse-look); escape still quits
+    hide_cursor: bool = False  # hide the pointer over the window without grabbing it (kiosks)
     record_dir: str = "recordings"  # where the record key writes when no --record path was given
     record_scale: int = field(default=1, metadata=rng(1, 16))  # MP4 = world frames x this (nearest neighbour)
     record_crf: int = field(default=18, metadata=rng(0, 51))  # x264 quality: lower is better and larger
     keys: KeyBindings = field(default_factory=KeyBindings)
     buttons: ButtonBindings = field(default_factory=ButtonBindings)
+    kiosk: KioskConfig = field(default_factory=KioskConfig)  # used by --kiosk and `worldsim kiosk`
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
+    pacing: PacingConfig = field(default_factory=PacingConfig)
 
 
 def shipped_profiles() -> dict[str, Path]:
@@ -87,6 +101,13 @@ def load_profile(name_or_path: str | Path = DEFAULT_PROFILE) -> Profile:
     return profile
 
 
+def profile_from_data(data: Any, file: str | Path | None = None) -> Profile:
+    """A profile from already-parsed YAML data, validated like a file (tests, tools)."""
+    profile = from_dict(Profile, data, file=file)
+    _check_names(profile, file)
+    return profile
+
+
 def _check_names(profile: Profile, file: object) -> None:
     for section, allowed in (("keys", KEY_NAMES), ("buttons", frozenset(GAMEPAD_BUTTONS))):
         seen: dict[str, str] = {}
@@ -100,6 +121,14 @@ def _check_names(profile: Profile, file: object) -> None:
                                       f"'{name}' is already bound to {seen[name]}",
                                       allowed="each key or button bound to one command")
                 seen[name] = command
+    system_keys = {name for names in _table(profile.keys).values() for name in names}
+    for name in profile.kiosk.quit_keys:
+        if name not in KEY_NAMES:
+            raise ConfigError(file, "kiosk.quit_keys", "unknown name", name, ", ".join(sorted(KEY_NAMES)))
+        if name in system_keys:
+            # a system key never reaches the controller state the combination is read from
+            raise ConfigError(file, "kiosk.quit_keys", f"'{name}' is also a system key of this profile", name,
+                              "keys not bound under 'keys'")
 
 
 def _table(bindings: KeyBindings | ButtonBindings) -> dict[str, tuple[str, ...]]:

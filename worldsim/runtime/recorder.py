@@ -99,6 +99,12 @@ class RunHistory:
         self.frames.append((index, state, digest))
         self.since_reset += 1
 
+    def rewind(self, index: int) -> None:
+        """The world went back to frame `index` (a fault recovery): forget the frames after it."""
+        while self.frames and self.frames[-1][0] > index:
+            self.frames.pop()
+            self.since_reset -= 1
+
     @property
     def complete(self) -> bool:
         return self.since_reset == len(self.frames)

@@ -1,6 +1,8 @@
 """WorldSession: a checkpoint played one frame at a time. reset / step / snapshot / restore, with per-stage timings.
 
 No pygame here: the game loop, headless recording, evaluation and tests all drive the world through this class.
+The per-frame work runs on a backend (worldsim/backends: eager, compile, onnx), chosen by the `backend` argument or
+$WORLDSIM_BACKEND; the rollout step and the session's semantics are the same whichever runs it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from worldsim.backends import Backend, BackendConfig, create_backend
 from worldsim.checkpoint import Checkpoint
 from worldsim.conditioning.scheme import Condition, Scheme, load_scheme
 from worldsim.models.kv_cache import CacheSnapshot
@@ -38,7 +41,8 @@ def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
 
 class WorldSession:
     def __init__(self, checkpoint: Checkpoint, scheme: Scheme | None = None, device: str = "cpu",
-                 dtype: torch.dtype = torch.float32, seed: int = 0, steps: int | None = None):
+                 dtype: torch.dtype = torch.float32, seed: int = 0, steps: int | None = None,
+                 backend: str | BackendConfig | Backend | None = None):
         self.checkpoint = checkpoint
         self.scheme = scheme or load_scheme(checkpoint.config.scheme)
         self.scheme.check_matches(checkpoint.config.encoding, checkpoint.path or "the checkpoint")
@@ -47,18 +51,20 @@ class WorldSession:
         self.seed = seed
         self.steps = steps or checkpoint.config.sampling.steps
         self.shift = checkpoint.config.sampling.shift
-        self.generator = checkpoint.generator.to(self.device, dtype).eval()
-        self.vae = checkpoint.vae.to(self.device, dtype).eval()
-        self.vae.decoder.to(memory_format=torch.channels_last)
+        # `backend`: a name ('eager', 'compile', 'onnx', 'onnx+int8'), a BackendConfig, or a ready Backend
+        self.backend = backend if isinstance(backend, Backend) else create_backend(checkpoint, backend, self.device,
+                                                                                  dtype)
+        self.generator, self.vae = self.backend.generator, self.backend.vae
         g = self.generator.config
         self.grid = g.grid
-        self.cache = self.generator.new_cache(1, self.device, dtype)
+        self.cache = self.backend.new_cache()
         # Preallocated per-frame buffers: the hot path writes into these, it does not allocate them.
         self.noise = torch.empty((1, g.latent_channels, *g.latent_size), device=self.device, dtype=dtype)
         self.frame_cond = torch.zeros((1, g.frame_cond_dim), device=self.device, dtype=dtype)
         self.token_cond = torch.zeros((1, g.token_cond_channels, *self.grid), device=self.device, dtype=dtype)
         self.noise_generator = torch.Generator(self.device)
         self.latent: torch.Tensor | None = None
+        self.decoded: torch.Tensor | None = None  # the last step's frame before conversion to uint8
         self.frame_index = 0
         self.timings_ms = {"condition": 0.0, "generate": 0.0, "decode": 0.0}
 
@@ -81,8 +87,10 @@ class WorldSession:
             raise ValueError(f"first frame must be uint8 ({h}, {w}, 3), got {frame.dtype} {frame.shape}")
         self.latent = self.vae.encode(frames_to_tensor(frame[None]).to(self.device, self.dtype))
         self.cache.reset()
+        self.backend.flush()
         self.noise_generator.manual_seed(self.seed)
         self.frame_index = 0
+        self.decoded = None
         return tensor_to_frames(self.vae.decode(self.latent))[0]
 
     def encode(self, action: np.ndarray) -> Condition:
@@ -101,12 +109,13 @@ class WorldSession:
         torch.randn(self.noise.shape, generator=self.noise_generator, out=self.noise, device=self.device,
                     dtype=self.dtype)
         t1 = time.perf_counter()
-        # 2. generate the next latent against the sliding KV cache
-        self.latent = step_frame(self.generator, self.cache, self.latent, self.frame_cond, self.token_cond,
+        # 2. generate the next latent against the sliding KV cache (the backend stands in for the generator)
+        self.latent = step_frame(self.backend, self.cache, self.latent, self.frame_cond, self.token_cond,
                                  self.noise, self.steps, self.shift)
         t2 = time.perf_counter()
         # 3. decode
-        frame = tensor_to_frames(self.vae.decode(self.latent.contiguous(memory_format=torch.channels_last)))[0]
+        self.decoded = self.backend.decode(self.latent)
+        frame = tensor_to_frames(self.decoded)[0]
         t3 = time.perf_counter()
         self.frame_index += 1
         self.timings_ms = {"condition": (t1 - t0) * 1e3, "generate": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3}
@@ -114,6 +123,34 @@ class WorldSession:
 
     def latent_is_finite(self) -> bool:
         return self.latent is not None and bool(torch.isfinite(self.latent).all())
+
+    def output_is_finite(self) -> bool:
+        """Whether the last step's latent and decoded frame are free of NaN/inf (uint8 frames hide it)."""
+        if self.latent is None:
+            return False
+        if self.decoded is None:
+            return self.latent_is_finite()
+        return bool(torch.isfinite(self.latent).all() & torch.isfinite(self.decoded).all())  # one sync
+
+    def state_is_finite(self) -> bool:
+        """Whether everything the next frame depends on (latent and KV cache) is finite: worth a snapshot."""
+        return self.latent_is_finite() and all(bool(torch.isfinite(t).all()) for t in self._cache_buffers())
+
+    @torch.inference_mode()
+    def inject_fault(self, where: str = "latent") -> None:
+        """Test hook (soak, fault tests): poison the `latent` or the KV `cache` with NaN, as a bad step would."""
+        if where == "latent" and self.latent is not None:
+            self.latent.fill_(float("nan"))
+        elif where == "cache":
+            for buffer in self._cache_buffers():
+                buffer.fill_(float("nan"))
+        else:
+            raise ValueError(f"inject_fault: unknown target {where!r}; allowed: latent, cache")
+
+    def _cache_buffers(self) -> list[torch.Tensor]:
+        """The cache's k, v and sink buffers, whether stacked tensors or per-layer lists."""
+        groups = (self.cache.k, self.cache.v, self.cache.sink_k)
+        return [t for group in groups for t in (group if isinstance(group, list) else [group])]
 
     def snapshot(self) -> SessionSnapshot:
         if self.latent is None:
@@ -124,6 +161,8 @@ class WorldSession:
     def restore(self, snap: SessionSnapshot) -> None:
         """Rewind to a snapshot; the same conditions afterwards give the same frames (noise state included)."""
         self.cache.restore(snap.cache)
+        self.backend.flush()
         self.latent = snap.latent.clone()
+        self.decoded = None
         self.noise_generator.set_state(snap.noise_state)
         self.frame_index = snap.frame
