@@ -26,6 +26,7 @@ from worldsim.errors import WorldsimError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "doom-camera"
 DTYPES = ("float32", "bfloat16", "float16")
+DEFAULT_THREADS = 1  # measured: 2 threads on 2 cores fall to ~2 fps when another process runs
 OUT_OF_MEMORY_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
 
 
@@ -69,7 +70,9 @@ def add_world_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="float32", choices=DTYPES, help="model precision")
     parser.add_argument("--steps", type=int, default=None,
                         help="sampler steps per frame (default: the checkpoint's)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help=f"torch CPU threads (default: {DEFAULT_THREADS}; more threads collapse when another "
+                             "process holds a core, and one already plays the shipped world above 30 fps)")
 
 
 def _shown(path: Path) -> str:
@@ -182,9 +185,8 @@ def _play(args, source, kind: str, checkpoint_dir: Path, profile, profile_file: 
     seed = args.seed if args.seed is not None else (replayed.seed if replayed else 0)
     scheme_spec = args.scheme or (replayed.scheme if replayed else None)
     steps = args.steps or (replayed.steps if replayed else None)
-    threads = args.threads or (replayed.threads if replayed and replayed.threads else None)
-    if threads:
-        torch.set_num_threads(threads)
+    threads = args.threads or (replayed.threads if replayed and replayed.threads else DEFAULT_THREADS)
+    torch.set_num_threads(threads)
     device, dtype = _device(args.device), getattr(torch, args.dtype)
 
     # 3. the world: checkpoint, scheme (checked against the checkpoint by the session), profile keys vs scheme
