@@ -76,3 +76,13 @@ def test_a_preset_needs_no_checkpoint(tmp_path):
     assert main(["bench", "--preset", "tiny", "--frames", "5", "--warmup", "2", "--backend", "eager", "--threads",
                  "1", "--skip", "recompute,teacher,flops,quality", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["world"]["source"].startswith("preset tiny")
+
+
+def test_paper_scale_preset_has_the_papers_geometry():
+    """Config only (no weights): 736x416 frames, 8x spatial compression, 1196 tokens per latent frame, window 30."""
+    from worldsim.testing import random_config
+
+    config = random_config("paper-scale", "paper-scale")
+    g = config.generator
+    assert config.vae.image_size == (416, 736) and config.vae.compression == 8
+    assert g.tokens == 92 * 52 // 4 == 1196 and g.window == 30 and (g.dim, g.depth) == (4096, 36)

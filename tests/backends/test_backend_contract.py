@@ -111,3 +111,13 @@ def test_environment_picks_the_backend(tiny_checkpoint, monkeypatch):
 def test_onnx_refuses_bfloat16_on_cpu(tiny_checkpoint):
     with pytest.raises(WorldsimError, match="float32 on CPU"):
         WorldSession(load_checkpoint(tiny_checkpoint), backend="onnx", dtype=torch.bfloat16)
+
+
+def test_multistep_sampling_keeps_one_cache_entry_per_frame(backend_session, tiny_checkpoint):
+    _, (name, dtype, _) = backend_session
+    session = WorldSession(load_checkpoint(tiny_checkpoint), backend=name, dtype=dtype, steps=4)
+    session.reset()
+    frames = roll(session, 6)
+    assert session.cache.position == 6 and session.latent_is_finite()
+    assert frames.shape[0] == 6
+    session.backend.close()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -41,8 +41,10 @@ class BackendConfig:
     quantize: Literal["none", "int8"] = "none"  # onnx on CPU: dynamic int8 weights for the generator's matmuls
     onnx_dir: str | None = None  # a `worldsim export` directory; None: export into a temporary one at start
     channels_last: bool = True  # decoder memory format; measured faster on this project's CPUs in fp32 and bf16
-    cuda_graphs: bool = True  # CUDA: replay the steady-state step and the decoder as captured graphs
-    overlap_decode: bool = False  # CUDA: decode on a second stream, overlapping the next generator step
+    cuda_graphs: bool = True  # CUDA (eager/compile): replay the steady-state step and the decoder as graphs
+    # CUDA graphs: decode on a second stream while the next generator step runs; the frame shown is then the
+    # previous step's (one frame more latency for more throughput). Ignored on a CPU.
+    overlap_decode: bool = False
 
     def __post_init__(self) -> None:
         if self.name not in BACKEND_NAMES:
@@ -115,8 +117,6 @@ def create_backend(checkpoint, config: str | BackendConfig | None = None, device
     """The backend named by `config` for `checkpoint` (a worldsim.checkpoint.Checkpoint) on `device` in `dtype`."""
     config = parse_backend(config)
     device = torch.device(device)
-    if device.type != "cuda" and (config.overlap_decode and config.name != "onnx"):
-        config = replace(config, overlap_decode=False)  # a CUDA stream feature; nothing to overlap on a CPU
     if config.name == "onnx":
         from worldsim.backends.onnx_runtime import OnnxBackend
 

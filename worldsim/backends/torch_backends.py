@@ -7,6 +7,7 @@ VAE's decoder. On CUDA both can replay the steady-state step and the decoder as 
 from __future__ import annotations
 
 import time
+import warnings
 
 import torch
 
@@ -87,9 +88,13 @@ class CompiledBackend(EagerBackend):
                        "token_cond": new(1, g.token_cond_channels, *g.grid) if g.token_cond_channels else None,
                        "frame_cond": new(1, g.frame_cond_dim) if g.frame_cond_dim else None,
                        "t": new(1), "aug": new(1)}
-        options = {"freezing": True}  # weights become constants: prepacked oneDNN/MKL GEMMs, folded elementwise
-        self.compiled_step = torch.compile(self._traced_step, dynamic=False, options=options)
-        self.compiled_decoder = torch.compile(self.vae.decode, dynamic=False, options=options)
+        # CPU: weights frozen into the graph as constants (prepacked oneDNN/MKL GEMMs, folded element-wise work).
+        # CUDA: plain inductor; CUDA graphs are captured around it (cuda.py), and freezing would copy the weights.
+        options = {"freezing": True} if device.type == "cpu" else {}
+        with warnings.catch_warnings():  # inductor imports torch.jit helpers that warn they are deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.compiled_step = torch.compile(self._traced_step, dynamic=False, options=options)
+            self.compiled_decoder = torch.compile(self.vae.decode, dynamic=False, options=options)
         start = time.perf_counter()
         try:
             self._warm_up()

@@ -68,6 +68,8 @@ def add_world_arguments(parser: argparse.ArgumentParser) -> None:
                         help="runtime profile: window, HUD, system keys (default: desktop; kiosk with --kiosk)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
     parser.add_argument("--dtype", default="float32", choices=DTYPES, help="model precision")
+    parser.add_argument("--backend", default=None,
+                        help="eager, compile, onnx or onnx+int8 (default: $WORLDSIM_BACKEND, else eager)")
     parser.add_argument("--steps", type=int, default=None,
                         help="sampler steps per frame (default: the checkpoint's)")
     parser.add_argument("--threads", type=int, default=None,
@@ -195,7 +197,7 @@ def _play(args, source, kind: str, checkpoint_dir: Path, profile, profile_file: 
     if checkpoint.start_frames is None or len(checkpoint.start_frames) == 0:
         raise WorldsimError(f"{checkpoint_dir}: this checkpoint has no start frames "
                             "(start_frames.safetensors), so there is nothing to start playing from")
-    session = open_session(checkpoint, scheme, device, dtype, seed, steps)
+    session = open_session(checkpoint, scheme, device, dtype, seed, steps, args.backend)
     device, dtype_name = session.device, str(session.dtype).removeprefix("torch.")
     check_bindings(profile, session.scheme, profile_file)
     if args.headless and args.frames is None and source.length is None:
@@ -251,7 +253,7 @@ def memory_fallbacks(device, dtype) -> list:
     return tries
 
 
-def open_session(checkpoint, scheme, device, dtype, seed: int, steps: int | None):
+def open_session(checkpoint, scheme, device, dtype, seed: int, steps: int | None, backend: str | None = None):
     """A WorldSession that has played one frame; out of memory, the next smaller (device, dtype) is tried."""
     import torch
 
@@ -263,7 +265,7 @@ def open_session(checkpoint, scheme, device, dtype, seed: int, steps: int | None
             # The failed attempt converted the models in place (maybe to half precision): start from the files.
             checkpoint = load_checkpoint(checkpoint.path)
         try:
-            return _warm_session(checkpoint, scheme, try_device, try_dtype, seed, steps)
+            return _warm_session(checkpoint, scheme, try_device, try_dtype, seed, steps, backend)
         except (RuntimeError, MemoryError) as err:
             if not is_out_of_memory(err):
                 raise
@@ -281,11 +283,11 @@ def open_session(checkpoint, scheme, device, dtype, seed: int, steps: int | None
                         "checkpoint")
 
 
-def _warm_session(checkpoint, scheme, device, dtype, seed: int, steps: int | None):
+def _warm_session(checkpoint, scheme, device, dtype, seed: int, steps: int | None, backend: str | None = None):
     from worldsim.input.state import ControllerState
     from worldsim.runtime.session import WorldSession
 
-    session = WorldSession(checkpoint, scheme, device=device, dtype=dtype, seed=seed, steps=steps)
+    session = WorldSession(checkpoint, scheme, device=device, dtype=dtype, seed=seed, steps=steps, backend=backend)
     # The first step allocates the activations: out of memory shows here, not in the constructor.
     session.reset()
     session.step(session.scheme.encode(ControllerState(), session.grid))
