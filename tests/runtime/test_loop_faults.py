@@ -120,11 +120,11 @@ def test_out_of_memory_falls_back_to_half_precision(tiny_checkpoint, monkeypatch
     real_warm = play_cli._warm_session
     tried = []
 
-    def warm(checkpoint, scheme, device, dtype, seed, steps):
+    def warm(checkpoint, scheme, device, dtype, seed, steps, backend=None):
         tried.append(dtype)
         if dtype == torch.float32:
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 TB")
-        return real_warm(checkpoint, scheme, device, dtype, seed, steps)
+        return real_warm(checkpoint, scheme, device, dtype, seed, steps, backend)
 
     monkeypatch.setattr(play_cli, "_warm_session", warm)
     session = play_cli.open_session(load_checkpoint(tiny_checkpoint), None, torch.device("cpu"), torch.float32,
