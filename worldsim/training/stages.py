@@ -138,18 +138,17 @@ def run_vae(ctx: StageContext) -> Path:
 
     trainer = Trainer("vae", ctx.out / "vae", cfg.steps, cfg.log_every, cfg.save_every, cfg.sample_every,
                       ctx.resume, {"vae": vae, "generator": generator}, {"vae": optimizer}, config, generator, vae,
-                      ctx.data.start_frames(), ctx.rng, sample)
-    original_save = trainer.save
-    trainer.save = lambda: (finish_stats(), original_save())  # stats must match the weights they are saved with
+                      ctx.data.start_frames(), ctx.rng, sample,
+                      before_save=finish_stats)  # stats must match the weights they are saved with
     return trainer.run(step)
 
 
 # ---- stages 1 and 2: teacher-forced diffusion and consistency distillation --------------------------------------
 
 
-def _sample_fn(ctx: StageContext, generator: Generator, vae: VAE, steps: int, shift: float):
+def _sample_fn(ctx: StageContext, generator: Generator, vae: VAE, steps: int, shift: float, frames: int):
     def sample(step_: int, folder: Path) -> dict:
-        clip = ctx.data.val_clip(ctx.recipe.diffusion.clip_frames if steps > 1 else None).to(ctx.device)
+        clip = ctx.data.val_clip(frames).to(ctx.device)
         return write_rollout_sample(generator, vae, clip, folder / f"rollout_{step_:07d}.mp4", steps, shift,
                                     ctx.autocast, fps=ctx.data.fps)
     return sample
@@ -183,7 +182,7 @@ def run_diffusion(ctx: StageContext) -> Path:
     trainer = Trainer("diffusion", ctx.out / "diffusion", cfg.steps, cfg.log_every, cfg.save_every,
                       cfg.sample_every, ctx.resume, {"generator": generator}, {"generator": optimizer}, config,
                       generator, vae, ctx.data.start_frames(), ctx.rng,
-                      _sample_fn(ctx, generator, vae, 8, cfg.shift))
+                      _sample_fn(ctx, generator, vae, 8, cfg.shift, cfg.sample_frames))
     if trainer.step:
         schedule.last_epoch = trainer.step
     return trainer.run(step)
@@ -209,7 +208,8 @@ def run_consistency(ctx: StageContext) -> Path:
     config = lambda s: checkpoint_config(ctx, "consistency", student.config, vae.config, s)  # noqa: E731
     trainer = Trainer("consistency", ctx.out / "consistency", cfg.steps, cfg.log_every, cfg.save_every,
                       cfg.sample_every, ctx.resume, {"generator": student}, {"generator": optimizer}, config,
-                      student, vae, ctx.data.start_frames(), ctx.rng, _sample_fn(ctx, student, vae, 1, 1.0))
+                      student, vae, ctx.data.start_frames(), ctx.rng,
+                      _sample_fn(ctx, student, vae, 1, 1.0, cfg.sample_frames))
     return trainer.run(step)
 
 
@@ -273,7 +273,7 @@ def run_adversarial(ctx: StageContext) -> Path:
     trainer = Trainer("adversarial", ctx.out / "adversarial", cfg.steps, cfg.log_every, cfg.save_every,
                       cfg.sample_every, ctx.resume, {"generator": generator, "discriminator": discriminator},
                       {"generator": opt_g, "discriminator": opt_d}, config, generator, vae,
-                      ctx.data.start_frames(), ctx.rng, _sample_fn(ctx, generator, vae, 1, 1.0))
+                      ctx.data.start_frames(), ctx.rng, _sample_fn(ctx, generator, vae, 1, 1.0, cfg.sample_frames))
     return trainer.run(step)
 
 
@@ -320,7 +320,7 @@ def run_long(ctx: StageContext) -> Path:
     trainer = Trainer("long", ctx.out / "long", cfg.steps, cfg.log_every, cfg.save_every, cfg.sample_every,
                       ctx.resume, {"generator": generator, "discriminator": discriminator},
                       {"generator": opt_g, "discriminator": opt_d}, config, generator, vae,
-                      ctx.data.start_frames(), ctx.rng, _sample_fn(ctx, generator, vae, 1, 1.0))
+                      ctx.data.start_frames(), ctx.rng, _sample_fn(ctx, generator, vae, 1, 1.0, cfg.sample_frames))
     return trainer.run(step)
 
 

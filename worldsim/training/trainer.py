@@ -56,12 +56,14 @@ class Trainer:
                  resume: bool, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
                  checkpoint_config: Callable[[int], CheckpointConfig], generator: nn.Module, vae: nn.Module,
                  start_frames: torch.Tensor | None, rng: torch.Generator,
-                 sample: Callable[[int, Path], dict] | None = None):
+                 sample: Callable[[int, Path], dict] | None = None,
+                 before_save: Callable[[], None] | None = None):
         self.stage, self.out, self.steps = stage, Path(out), steps
         self.log_every, self.save_every, self.sample_every = log_every, save_every, sample_every
         self.modules, self.optimizers = modules, optimizers
         self.checkpoint_config, self.generator, self.vae = checkpoint_config, generator, vae
         self.start_frames, self.rng, self.sample = start_frames, rng, sample
+        self.before_save = before_save
         self.checkpoint_dir = self.out / "checkpoint"
         self.log_path = self.out / "log.jsonl"
         self.step = 0
@@ -86,6 +88,8 @@ class Trainer:
         self.step, self.elapsed = meta["step"], meta.get("elapsed_s", 0.0)
 
     def save(self) -> None:
+        if self.before_save is not None:
+            self.before_save()
         if not distributed.is_main():
             return
         extra, optim_meta = {}, {}
