@@ -37,14 +37,20 @@ class EagerBackend(Backend):
         # One buffer per layer: CUDA graphs and compiled steps bind them by address (eager is indifferent).
         return self.generator.new_cache(1, self.device, self.dtype, per_layer=True)
 
+    def _replay(self, noisy, recycled, token_cond, frame_cond, t, aug, cache: KVCache, advance: bool):
+        """The step as a captured CUDA graph, or None where no graph applies (no CUDA, or not the steady state)."""
+        if self.graphs is None:
+            return None
+        out = self.graphs.step(noisy, recycled, token_cond, frame_cond, t, aug, cache)
+        if out is not None and advance:
+            cache.position += 1
+        return out
+
     @torch.inference_mode()
     def step(self, noisy, recycled, token_cond, frame_cond, t, aug, cache: KVCache, advance: bool = True):
-        if self.graphs is not None:
-            out = self.graphs.step(noisy, recycled, token_cond, frame_cond, t, aug, cache)
-            if out is not None:
-                if advance:
-                    cache.position += 1
-                return out
+        out = self._replay(noisy, recycled, token_cond, frame_cond, t, aug, cache, advance)
+        if out is not None:
+            return out
         return self.generator.step(noisy, recycled, token_cond, frame_cond, t, aug, cache, advance)
 
     @torch.inference_mode()
@@ -120,12 +126,9 @@ class CompiledBackend(EagerBackend):
 
     @torch.inference_mode()
     def step(self, noisy, recycled, token_cond, frame_cond, t, aug, cache: KVCache, advance: bool = True):
-        if self.graphs is not None:
-            out = self.graphs.step(noisy, recycled, token_cond, frame_cond, t, aug, cache)
-            if out is not None:
-                if advance:
-                    cache.position += 1
-                return out
+        out = self._replay(noisy, recycled, token_cond, frame_cond, t, aug, cache, advance)
+        if out is not None:
+            return out
         plan = plan_step(cache, self.generator.rotary, full_mask=True)
         if plan.storing_sink:  # the first `sink` frames: eager, so the graph has no store branch
             return self.generator.step(noisy, recycled, token_cond, frame_cond, t, aug, cache, advance)
