@@ -8,11 +8,15 @@ Rows: the one-step generator after adversarial training with student forcing (lo
 same stage with teacher forcing, consistency distillation alone, and the diffusion model sampled with 8 and 32
 steps. Multi-step rows cost 8-32 evaluations per frame, so they may be judged on a shorter horizon
 (`--multistep-frames`); the table says which horizon each row used.
+
+A row whose checkpoint weights and evaluation settings are unchanged since its last run is reused, so rows can be
+split across processes (`--rows`) and the table assembled by a final run without `--rows`.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -30,6 +34,18 @@ def rows(run: Path, teacher_run: Path | None) -> list[tuple[str, Path, int]]:
                    ("diffusion, 8 steps", run / "diffusion" / "checkpoint", 8),
                    ("diffusion, 32 steps", run / "diffusion" / "checkpoint", 32)]
     return [(name, path, steps) for name, path, steps in candidates if path.exists()]
+
+
+def slug_of(name: str, steps: int) -> str:
+    slug = name.split(",")[0].split(" (")[0].replace(" ", "-").lower() + f"-{steps}step"
+    return slug + "-teacher" if "teacher forcing" in name else slug
+
+
+def fingerprint(checkpoint: Path, eval_config: EvalConfig) -> str:
+    """Changes when the weights (size, mtime) or the evaluation settings change."""
+    parts = [repr(eval_config)] + [f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}"
+                                   for f in sorted(checkpoint.glob("*.safetensors"))]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def fmt(value, digits: int = 2) -> str:
@@ -72,6 +88,8 @@ def main() -> None:
     parser.add_argument("--multistep-frames", type=int, default=96)
     parser.add_argument("--episodes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rows", nargs="+", default=None, metavar="SLUG",
+                        help="evaluate only these rows (e.g. diffusion-32step); the table needs every row")
     parser.add_argument("--ship", type=Path, default=None,
                         help="copy the first row's checkpoint here in float16 with the table in its card")
     parser.add_argument("--card", type=Path, default=None, help="model card text; the table is appended")
@@ -81,17 +99,33 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     ground_truth = args.out / "ground-truth"
+    candidates = rows(args.run, args.teacher_run)
+    known = [slug_of(name, steps) for name, _, steps in candidates]
+    unknown = sorted(set(args.rows or ()) - set(known))
+    if unknown:
+        parser.error(f"--rows: no row named {', '.join(unknown)}; the rows of this run are {', '.join(known)}")
     results = []
-    for name, path, steps in rows(args.run, args.teacher_run):
+    for name, path, steps in candidates:
         frames = args.frames if steps == 1 else min(args.frames, args.multistep_frames)
-        slug = name.split(",")[0].split(" (")[0].replace(" ", "-").lower() + f"-{steps}step"
-        if "teacher forcing" in name:
-            slug += "-teacher"
-        print(f"== {name}: {path} ({steps} steps, {frames} frames)", flush=True)
-        metrics = evaluate(path, args.out / slug, EvalConfig(frames=frames, episodes=args.episodes, steps=steps),
-                           idm=args.idm, ground_truth_dir=ground_truth, progress=False)
+        slug = slug_of(name, steps)
+        if args.rows is not None and slug not in args.rows:
+            continue
+        eval_config = EvalConfig(frames=frames, episodes=args.episodes, steps=steps)
+        stamp, metrics_file = args.out / slug / "fingerprint.txt", args.out / slug / "metrics.json"
+        key = fingerprint(path, eval_config)
+        if metrics_file.exists() and stamp.exists() and stamp.read_text() == key:
+            print(f"== {name}: {path} ({steps} steps, {frames} frames), reused", flush=True)
+            metrics = json.loads(metrics_file.read_text())
+        else:
+            print(f"== {name}: {path} ({steps} steps, {frames} frames)", flush=True)
+            metrics = evaluate(path, args.out / slug, eval_config, idm=args.idm, ground_truth_dir=ground_truth,
+                               progress=False)
+            stamp.write_text(key)
         results.append({"name": name, "checkpoint": str(path), "steps": steps, "frames": frames,
                         "headline": metrics["headline"]})
+    if args.rows is not None:
+        print(f"evaluated {len(results)} row(s); run again without --rows for the table")
+        return
     text = table(results)
     (args.out / "ablation.md").write_text(text + "\n")
     (args.out / "ablation.json").write_text(json.dumps(results, indent=1))

@@ -19,6 +19,7 @@ def step_frame(generator: Generator, cache: KVCache, recycled: torch.Tensor, fra
                aug: torch.Tensor | None = None) -> torch.Tensor:
     """(B, C, h, w) recycled latent + condition + noise -> next latent (B, C, h, w)."""
     batch = recycled.shape[0]
+    recycled = generator.reproject(recycled, frame_cond)
     aug = recycled.new_zeros(batch) if aug is None else aug
     if steps == 1:  # the hot path of play: one evaluation, x0 = noise - v
         t = recycled.new_ones(batch)

@@ -1,9 +1,11 @@
 """The cached step must equal the full block-causal recompute, including a sliding window and sink frames."""
 
+import math
+
 import pytest
 import torch
 
-from worldsim.models.generator import GENERATOR_PRESETS, Generator, GeneratorConfig
+from worldsim.models.generator import GENERATOR_PRESETS, Generator, GeneratorConfig, turn_columns
 from worldsim.rollout import step_frame
 from worldsim.testing import perturb_
 
@@ -108,3 +110,46 @@ def test_residual_generator_cache_matches_recompute():
         steps = torch.stack([g.step(noisy[:, i], recycled[:, i], tokens[:, i], frame[:, i], t[:, i], aug[:, i], cache)
                              for i in range(6)], 1)
     torch.testing.assert_close(steps, full, atol=1e-5, rtol=1e-4)
+
+
+def render_panorama(yaw_degrees: float, width: int = 64, fov: float = 90.0) -> torch.Tensor:
+    """(1, 2, 3, width) columns of a smooth 360-degree scene as a pinhole camera at `yaw_degrees` sees it."""
+    half = math.tan(math.radians(fov) / 2)
+    x = ((torch.arange(width, dtype=torch.float64) + 0.5) / width * 2 - 1) * half
+    angle = torch.atan(x) + math.radians(yaw_degrees)
+    scene = torch.stack([torch.sin(3 * angle), torch.cos(5 * angle)])  # (2, width)
+    return scene[None, :, None, :].expand(1, 2, 3, width).float()
+
+
+@pytest.mark.parametrize("yaw", [4.0, -6.0, 1.5])
+def test_turn_columns_reprojects_a_pinhole_camera_turn(yaw):
+    before, after = render_panorama(0.0), render_panorama(yaw)
+    turned = turn_columns(before, torch.tensor([yaw]), 90.0)
+    inside = slice(8, -8)  # away from the edge that comes into view
+    error = (turned - after)[..., inside].abs().max()
+    assert error < 0.02, error
+    assert (before - after)[..., inside].abs().max() > 10 * error  # copying the frame is far worse
+
+
+def test_turn_columns_without_yaw_is_the_identity():
+    latent = torch.randn(2, 5, 4, 4, 6)
+    torch.testing.assert_close(turn_columns(latent, torch.zeros(2, 5), 90.0), latent)
+
+
+def test_reprojection_follows_the_configured_yaw_entry_and_is_off_by_default():
+    base = dict(latent_channels=4, latent_size=(4, 6), patch=2, frame_cond_dim=3, token_cond_channels=0,
+                residual=True, **GENERATOR_PRESETS["tiny"])
+    latent, cond = torch.randn(1, 4, 4, 6), torch.tensor([[0.0, 0.0, 1.0]])
+    assert Generator(GeneratorConfig(**base)).reproject(latent, cond) is latent
+    g = Generator(GeneratorConfig(**base, yaw_reprojection=(2, 5.0, 90.0))).eval()
+    torch.testing.assert_close(g.reproject(latent, cond), turn_columns(latent, torch.tensor([5.0]), 90.0))
+    # an untrained residual generator now draws the turned previous frame
+    with torch.no_grad():
+        frame = step_frame(g, g.new_cache(), latent, cond, None, torch.randn(1, 4, 4, 6))
+    torch.testing.assert_close(frame, turn_columns(latent, torch.tensor([5.0]), 90.0))
+
+
+@pytest.mark.parametrize("bad", [(2, 5.0), (3, 5.0, 90.0), (0.5, 5.0, 90.0), (2, 5.0, 180.0)])
+def test_bad_yaw_reprojection_is_refused(bad):
+    with pytest.raises(ValueError, match="yaw_reprojection"):
+        GeneratorConfig(frame_cond_dim=3, yaw_reprojection=bad)

@@ -36,6 +36,25 @@ def test_smoke_recipe_runs_every_stage(smoke_run):
     assert any((out / "vae" / "samples").glob("*.png"))
 
 
+def test_smoke_world_reprojects_by_the_scheme_yaw(smoke_run):
+    from worldsim.checkpoint import load_checkpoint
+
+    out, paths = smoke_run
+    config = load_checkpoint(paths[-1]).config
+    assert config.generator.yaw_reprojection == (2.0, config.encoding["yaw_speed"], config.encoding["fov"])
+
+
+def test_yaw_reprojection_needs_a_scheme_with_a_yaw(smoke_recipe):
+    from worldsim.conditioning.scheme import load_scheme
+    from worldsim.config import ConfigError, replace
+    from worldsim.training.stages import model_configs
+
+    with pytest.raises(ConfigError, match="model.yaw_reprojection.*keys.*camera scheme"):
+        model_configs(smoke_recipe, load_scheme("keys"))
+    plain = replace(smoke_recipe, model=replace(smoke_recipe.model, yaw_reprojection=False))
+    assert model_configs(plain, load_scheme("keys"))[0].yaw_reprojection == ()
+
+
 def test_smoke_checkpoint_plays_headless(smoke_run, tmp_path):
     from worldsim.cli import main
 

@@ -66,6 +66,9 @@ class KeysEncoding:
         noop = (hot.sum(-1, keepdims=True) == 0).astype(np.float32)
         return np.concatenate([hot, noop], -1)
 
+    def yaw_reprojection(self) -> tuple[float, float, float] | None:
+        return None  # keys carry no calibrated turn
+
     def token_maps(self, actions: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
         return np.zeros((*np.shape(actions)[:-1], 0, *grid), dtype=np.float32)
 
@@ -84,6 +87,10 @@ class CameraEncoding:
 
     def frame_vectors(self, actions: np.ndarray) -> np.ndarray:
         return np.asarray(actions, dtype=np.float32).copy()
+
+    def yaw_reprojection(self) -> tuple[float, float, float] | None:
+        """(index of yaw in the frame vector, degrees per unit, horizontal fov): what GeneratorConfig needs."""
+        return float(self.control_names.index("yaw")), self.config.yaw_speed, self.config.fov
 
     def _pixel_rays(self, grid: tuple[int, int]) -> np.ndarray:
         """Unit view rays through the centre of each token, camera coordinates (x right, y up, z forward)."""

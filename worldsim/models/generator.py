@@ -46,6 +46,11 @@ class GeneratorConfig:
     # untrained network already copies the previous frame at t = 1: the baseline a small world model struggles to
     # beat is where training starts, and capacity goes to what changes.
     residual: bool = False
+    # Motion made explicit (camera schemes): the recycled frame is turned by the commanded yaw before the network sees
+    # it, a pinhole reprojection of the latent columns that is exact for a pure rotation. A few degrees of turn move
+    # the image by a fraction of a token, which a small model does not learn to draw from the ray maps alone.
+    # (index of yaw in frame_cond, degrees per unit, horizontal field of view in degrees); empty: off.
+    yaw_reprojection: tuple[float, ...] = ()
     grad_checkpoint: bool = False
 
     def __post_init__(self) -> None:
@@ -54,6 +59,14 @@ class GeneratorConfig:
             raise ValueError(f"latent_size {list(self.latent_size)} must be divisible by patch {self.patch}")
         if self.dim % self.heads or (self.dim // self.heads) % 8:
             raise ValueError(f"dim {self.dim} / heads {self.heads} must give a head size divisible by 8")
+        if self.yaw_reprojection:
+            if len(self.yaw_reprojection) != 3:
+                raise ValueError(f"yaw_reprojection must be [yaw index, degrees per unit, fov] or empty, got "
+                                 f"{list(self.yaw_reprojection)}")
+            index, _, fov = self.yaw_reprojection
+            if not (0 <= index < self.frame_cond_dim and index == int(index)) or not 0 < fov < 180:
+                raise ValueError(f"yaw_reprojection {list(self.yaw_reprojection)}: the yaw index must name one of "
+                                 f"the {self.frame_cond_dim} frame_cond entries and the fov lie in (0, 180)")
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -414,6 +427,16 @@ class Generator(nn.Module):
         """The clean training target (x0 of the flow) for a real latent frame."""
         return frame - recycled if self.config.residual else frame
 
+    def reproject(self, recycled: torch.Tensor, frame_cond: torch.Tensor | None) -> torch.Tensor:
+        """The recycled latent as the commanded camera will see it; the network's input and residual base.
+
+        recycled (..., C, h, w) with frame_cond (..., Cf): one frame or a sequence. Identity unless configured.
+        """
+        if not self.config.yaw_reprojection or frame_cond is None:
+            return recycled
+        index, degrees_per_unit, fov = self.config.yaw_reprojection
+        return turn_columns(recycled, frame_cond[..., int(index)] * degrees_per_unit, fov)
+
     def new_cache(self, batch: int = 1, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                   differentiable: bool = False, per_layer: bool = False) -> KVCache:
         c = self.config
@@ -495,6 +518,22 @@ class Generator(nn.Module):
         if return_features or not self.config.residual:
             return out
         return out + t.reshape(B, Fr, 1, 1, 1).to(out.dtype) * noisy
+
+
+def turn_columns(latent: torch.Tensor, degrees: torch.Tensor, fov: float) -> torch.Tensor:
+    """Resample the columns of (..., C, h, w) latents as a pinhole camera turned right by `degrees` (...) sees them.
+
+    Output column x' shows the direction at x = tan(atan(x') + yaw) of the old image plane (linear interpolation,
+    edges repeated). Rows are kept: the vertical stretch of a few degrees is under a tenth of a cell.
+    """
+    W = latent.shape[-1]
+    half = math.tan(math.radians(fov) / 2)
+    columns = torch.arange(W, device=latent.device, dtype=torch.float32)
+    x_out = ((columns + 0.5) / W * 2 - 1) * half
+    x_src = torch.tan(torch.atan(x_out) + torch.deg2rad(degrees.float())[..., None])  # (..., W)
+    src = ((x_src / half + 1) / 2 * W - 0.5).clamp(0, W - 1)
+    weights = (1 - (src[..., None] - columns).abs()).clamp_min(0)  # (..., W out, W in): linear interpolation
+    return torch.einsum("...chj,...ij->...chi", latent, weights.to(latent.dtype))
 
 
 # ---- embedders ----------------------------------------------------------------------------------------------

@@ -82,15 +82,16 @@ def teacher_forced_fakes(generator: Generator, clip: Clip, gen: torch.Generator 
     noise = torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
     t = x0.new_ones(B, Fr)
     frame_cond, token_cond = clip.conditions
-    v = generator(noise, clip.recycled, token_cond, frame_cond, t, x0.new_zeros(B, Fr))
-    return generator.to_frame(noise - v, clip.recycled)
+    recycled = clip.recycled_seen_by(generator)
+    v = generator(noise, recycled, token_cond, frame_cond, t, x0.new_zeros(B, Fr))
+    return generator.to_frame(noise - v, recycled)
 
 
 def score(discriminator: Discriminator, frames: torch.Tensor, first: torch.Tensor, clip: Clip,
           t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """Logits for frames 1..K-1 of a sequence that starts at `first`, with the clip's conditions lined up."""
-    previous = torch.cat([first[:, None], frames[:, :-1]], 1)
     frame_cond, token_cond = clip.conditions
+    previous = discriminator.backbone.reproject(torch.cat([first[:, None], frames[:, :-1]], 1), frame_cond)
     return discriminator(frames, previous, frame_cond, token_cond, t, noise)
 
 

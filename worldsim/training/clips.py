@@ -29,6 +29,10 @@ class Clip:
     def recycled(self) -> torch.Tensor:
         return self.latents[:, :-1]
 
+    def recycled_seen_by(self, generator) -> torch.Tensor:
+        """The recycled inputs as `generator` takes them: reprojected by each frame's commanded motion, if it does."""
+        return generator.reproject(self.recycled, self.frame_cond[:, 1:])
+
     @property
     def targets(self) -> torch.Tensor:
         return self.latents[:, 1:]

@@ -18,7 +18,8 @@ from worldsim.training.clips import Clip
 
 def consistency_loss(student: Generator, teacher: Generator, clip: Clip, teacher_steps: int, shift: float,
                      gen: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    x0 = student.to_output(clip.targets, clip.recycled)
+    recycled = clip.recycled_seen_by(student)  # the teacher is the student's stage-1 self: same reprojection
+    x0 = student.to_output(clip.targets, recycled)
     B, Fr = x0.shape[:2]
     grid = sampler_times(teacher_steps, shift).to(x0.device)  # 1 = t_0 > ... > t_N = 0
     n = torch.randint(0, teacher_steps, (B,), generator=gen, device=x0.device)
@@ -28,10 +29,10 @@ def consistency_loss(student: Generator, teacher: Generator, clip: Clip, teacher
     frame_cond, token_cond = clip.conditions
     aug = x0.new_zeros(B, Fr)
     with torch.no_grad():
-        v_teacher = teacher(x_now, clip.recycled, token_cond, frame_cond, t_now, aug)
+        v_teacher = teacher(x_now, recycled, token_cond, frame_cond, t_now, aug)
         step = (t_next - t_now).reshape(B, Fr, 1, 1, 1)
         x_next = x_now + step * v_teacher
-        target = predict_x0(x_next, student(x_next, clip.recycled, token_cond, frame_cond, t_next, aug), t_next)
-    pred = predict_x0(x_now, student(x_now, clip.recycled, token_cond, frame_cond, t_now, aug), t_now)
+        target = predict_x0(x_next, student(x_next, recycled, token_cond, frame_cond, t_next, aug), t_next)
+    pred = predict_x0(x_now, student(x_now, recycled, token_cond, frame_cond, t_now, aug), t_now)
     loss = F.mse_loss(pred.float(), target.float())
     return loss, {"loss": loss.item(), "t_mean": t_now.mean().item()}

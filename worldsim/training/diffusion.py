@@ -28,11 +28,12 @@ def augment_recycled(recycled: torch.Tensor, max_level: float, gen: torch.Genera
 
 def diffusion_loss(generator: Generator, clip: Clip, shift: float, recycle_noise: float = 0.0,
                    gen: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    x0 = generator.to_output(clip.targets, clip.recycled)  # (B, F, C, h, w): frames, or changes (residual)
+    base = clip.recycled_seen_by(generator)
+    x0 = generator.to_output(clip.targets, base)  # (B, F, C, h, w): frames, or changes (residual)
     B, Fr = x0.shape[:2]
     t = sample_times(B, shift, gen, x0.device)[:, None].expand(B, Fr)
     noise = torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
-    recycled, aug = augment_recycled(clip.recycled, recycle_noise, gen)
+    recycled, aug = augment_recycled(base, recycle_noise, gen)
     frame_cond, token_cond = clip.conditions
     v = generator(add_noise(x0, noise, t), recycled, token_cond, frame_cond, t, aug)
     loss = F.mse_loss(v.float(), velocity_target(x0, noise).float())

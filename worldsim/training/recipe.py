@@ -36,6 +36,7 @@ class ModelSpec:
     generator_overrides: dict = field(default_factory=dict)
     vae: str = "world-s"  # a preset of worldsim.models.vae.VAE_PRESETS
     vae_overrides: dict = field(default_factory=dict)
+    yaw_reprojection: bool = False  # turn the recycled frame by the commanded yaw (camera schemes; see GeneratorConfig)
 
 
 @dataclass(frozen=True)

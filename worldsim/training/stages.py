@@ -58,10 +58,15 @@ def model_configs(recipe: Recipe, scheme: Scheme) -> tuple[GeneratorConfig, VAEC
         if name not in presets:
             raise ConfigError(None, f"model.{kind}", "unknown preset", name, ", ".join(presets))
     vae = from_dict(VAEConfig, {**VAE_PRESETS[m.vae], **m.vae_overrides}, path="model.vae_overrides")
+    reprojection = scheme.encoding.yaw_reprojection() if m.yaw_reprojection else ()
+    if reprojection is None:
+        raise ConfigError(None, "model.yaw_reprojection", f"the '{scheme.name}' scheme has no calibrated yaw to "
+                          "reproject by", True, "false, or a camera scheme")
     generator = from_dict(GeneratorConfig, {
         **GENERATOR_PRESETS[m.generator], **m.generator_overrides,
         "latent_channels": vae.latent_channels, "latent_size": list(vae.latent_size),
         "frame_cond_dim": scheme.encoding.frame_dim, "token_cond_channels": scheme.encoding.token_channels,
+        "yaw_reprojection": list(reprojection),
     }, path="model.generator_overrides")
     return generator, vae
 
