@@ -16,6 +16,10 @@ Each candidate is a picture of the episode's frames 1..F at model resolution, pl
     copy_previous  the real previous frame, i.e. "nothing moves" (teacher-forced yardstick). Follows the real
                    previous frame, so the IDM sees no motion.
     copy_first     the real first frame forever (open-loop yardstick).
+    turned_previous  only for generators that reproject their recycled frame by the commanded yaw: the real
+                   previous latent turned that way and decoded, i.e. what the reprojection alone draws (teacher-
+                   forced yardstick). Follows the real previous frame. A model that does not beat it in PSNR and
+                   action agreement has learned nothing beyond the geometry it was given.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from tqdm import tqdm
 
 from worldsim.runtime.session import WorldSession, frames_to_tensor, tensor_to_frames
 
-CANDIDATES = ("model", "model_teacher", "vae", "copy_previous", "copy_first")
+CANDIDATES = ("model", "model_teacher", "vae", "copy_previous", "copy_first", "turned_previous")
 VAE_BATCH = 64
 
 
@@ -47,6 +51,12 @@ class RolloutSpeed:
 
 
 @torch.inference_mode()
+def _decode(session: WorldSession, latents: torch.Tensor) -> np.ndarray:
+    return np.concatenate([tensor_to_frames(session.vae.decode(latents[i: i + VAE_BATCH]))
+                           for i in range(0, len(latents), VAE_BATCH)])
+
+
+@torch.inference_mode()
 def _vae_roundtrip(session: WorldSession, frames: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
     """Real frames (N, h, w, 3) -> (reconstructions (N, h, w, 3) uint8, latents (N, C, lh, lw))."""
     recon, latents = [], []
@@ -60,8 +70,8 @@ def _vae_roundtrip(session: WorldSession, frames: np.ndarray) -> tuple[np.ndarra
 def episode_candidates(session: WorldSession, real: np.ndarray, actions: np.ndarray,
                        progress: bool = False) -> tuple[dict[str, Candidate], RolloutSpeed]:
     """real: (F + 1, h, w, 3) uint8 engine frames at model resolution; actions: (F + 1, A), actions[t]
-    produced real[t] (actions[0] is the no-op). Returns the candidates in CANDIDATES order and the open-loop
-    speed."""
+    produced real[t] (actions[0] is the no-op). Returns the candidates in CANDIDATES order (turned_previous
+    only for reprojecting generators) and the open-loop speed."""
     steps = len(real) - 1
     conditions = [session.encode(actions[t]) for t in range(1, steps + 1)]
     # 1. open loop, timed: this is what a player gets
@@ -90,4 +100,8 @@ def episode_candidates(session: WorldSession, real: np.ndarray, actions: np.ndar
         "copy_previous": Candidate(real[:-1], real[:-1]),
         "copy_first": Candidate(first, first),
     }
+    if session.generator.config.yaw_reprojection:
+        frame_cond = torch.from_numpy(np.stack([c.frame for c in conditions])).to(latents.device, latents.dtype)
+        turned = session.generator.reproject(latents[:-1], frame_cond)  # real frame t - 1, turned by action t
+        candidates["turned_previous"] = Candidate(_decode(session, turned), real[:-1])
     return candidates, speed

@@ -114,7 +114,9 @@ def format_summary(summary: dict) -> str:
                      + f"   mean {entry['mean']:.2f}")
     lines.append(f"teacher-forced next-frame PSNR: model {summary['psnr']['model_teacher']['mean']:.2f}, "
                  f"copy previous {summary['psnr']['copy_previous']['mean']:.2f}, "
-                 f"VAE ceiling {summary['psnr']['vae']['mean']:.2f}")
+                 + (f"turned previous {summary['psnr']['turned_previous']['mean']:.2f}, "
+                    if "turned_previous" in summary["psnr"] else "")
+                 + f"VAE ceiling {summary['psnr']['vae']['mean']:.2f}")
     agreement = summary.get("action_agreement")
     if agreement:
         lines.append(f"action agreement (all axes): model {agreement['model']['mean']['all']:.3f}, "

@@ -26,7 +26,7 @@ import torch
 from worldsim.config import rng, to_dict
 from worldsim.errors import WorldsimError
 from worldsim.eval import metrics
-from worldsim.eval.candidates import CANDIDATES, Candidate, RolloutSpeed, episode_candidates
+from worldsim.eval.candidates import Candidate, RolloutSpeed, episode_candidates
 from worldsim.eval.ground_truth import DEFAULT_SEED, GroundTruthSpec, load_ground_truth
 from worldsim.eval.idm import DEAD_ZONE, IDM, MOTION_AXES, agreement_summary, load_idm, motion_buckets
 
@@ -38,7 +38,9 @@ DEFINITIONS = {
                   "model_teacher: teacher forced, the recycled latent of every step is the VAE latent of the "
                   "real previous frame (the KV cache holds teacher-forced steps). vae: decode(encode(real "
                   "frame)), the ceiling. copy_previous: the real previous frame (teacher-forced yardstick). "
-                  "copy_first: the real first frame (open-loop yardstick). engine: the real frames (action "
+                  "copy_first: the real first frame (open-loop yardstick). turned_previous (generators that reproject "
+                  "their recycled frame by the commanded yaw): the real previous latent turned that way and "
+                  "decoded, what the geometry alone draws (teacher-forced yardstick). engine: the real frames (action "
                   "agreement only: the IDM's ceiling on these sequences).",
     "frames": "frame t is the frame after the t-th recorded action; frame 0 is the real start frame.",
     "psnr": f"per frame, uint8 RGB at model resolution, capped at {metrics.PSNR_CAP_DB:g} dB. at[h]: mean "
@@ -139,7 +141,8 @@ def summarize(scores: dict[str, list[Scores]], config: EvalConfig, windows: list
         summary[key] = table
         summary["per_frame"][key] = curves
     summary["teacher_forced_psnr"] = {n: summary["psnr"][n]["mean"]
-                                      for n in ("model_teacher", "copy_previous", "vae") if n in names}
+                                      for n in ("model_teacher", "copy_previous", "turned_previous", "vae")
+                                      if n in names}
 
     def pooled(name: str, key: str, w: slice) -> np.ndarray:  # one window, all episodes
         return np.concatenate([getattr(s, key)[w] for s in scores[name]])
@@ -203,7 +206,7 @@ def evaluate(checkpoint: str | Path, out: str | Path, config: EvalConfig = EvalC
     # 2. per episode: candidates, scores, and the video of the first one
     windows = windows_of(config.frames, config.window)
     height, width = session.image_size
-    scores: dict[str, list[Scores]] = {name: [] for name in (*CANDIDATES, ENGINE)}
+    scores: dict[str, list[Scores]] = {}
     speeds: list[RolloutSpeed] = []
     video = None
     for number, episode in enumerate(episodes):
@@ -213,7 +216,7 @@ def evaluate(checkpoint: str | Path, out: str | Path, config: EvalConfig = EvalC
         speeds.append(speed)
         candidates[ENGINE] = Candidate(real[1:], real[:-1])
         for name, candidate in candidates.items():
-            scores[name].append(score(candidate, real[1:], commanded, windows, judge))
+            scores.setdefault(name, []).append(score(candidate, real[1:], commanded, windows, judge))
         if number == 0 and config.video:
             model = np.concatenate([candidates["model"].previous[:1], candidates["model"].frames])
             video = report.write_video(out / report.VIDEO_FILE, real, model, episode.actions, session.scheme,
@@ -264,12 +267,15 @@ def headline(summary: dict) -> dict:
         "copy_previous_psnr": psnr["copy_previous"]["mean"],
         "copy_first_psnr_at_last": psnr["copy_first"]["at"][last],
         "vae_ceiling_psnr": psnr["vae"]["mean"],
+        **({"turned_previous_psnr": psnr["turned_previous"]["mean"]} if "turned_previous" in psnr else {}),
         "sharpness_ratio_drift": summary["sharpness_ratio"]["model"]["drift_ratio"],
         "frames_per_s": summary["speed"]["frames_per_s"],
     }
     if summary.get("action_agreement"):
         line["action_agreement"] = summary["action_agreement"]["model"]["mean"]["all"]
         line["action_agreement_engine"] = summary["action_agreement"][ENGINE]["mean"]["all"]
+        if "turned_previous" in summary["action_agreement"]:
+            line["action_agreement_turned_previous"] = summary["action_agreement"]["turned_previous"]["mean"]["all"]
         line["frechet_last_window"] = summary["frechet"]["model"]["windows"][-1]
         line["frechet_drift_ratio"] = summary["frechet"]["model"]["drift_ratio"]
     return line

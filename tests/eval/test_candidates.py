@@ -1,0 +1,43 @@
+"""The yardsticks `episode_candidates` builds, on random tiny checkpoints (no engine needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from worldsim.checkpoint import load_checkpoint
+from worldsim.eval.candidates import episode_candidates
+from worldsim.runtime.session import WorldSession, frames_to_tensor, tensor_to_frames
+from worldsim.testing import random_checkpoint
+
+
+def episode(session: WorldSession, steps: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    h, w = session.image_size
+    real = np.random.default_rng(0).integers(0, 256, (steps + 1, h, w, 3), dtype=np.uint8)
+    actions = np.zeros((steps + 1, 4), dtype=np.float32)
+    actions[1::2, 2] = 1.0  # turn right on odd frames, stand still on even ones
+    return real, actions
+
+
+def test_turned_previous_is_the_reprojected_real_previous_frame(tmp_path):
+    ckpt = load_checkpoint(random_checkpoint(tmp_path / "ckpt", yaw_reprojection=[2, 4.0, 90.0]))
+    session = WorldSession(ckpt)
+    real, actions = episode(session)
+    candidates, _ = episode_candidates(session, real, actions)
+    turned, vae = candidates["turned_previous"], candidates["vae"]
+    np.testing.assert_array_equal(turned.previous, real[:-1])
+    # standing still (frame 2, 4, ...): the decoded real previous frame, i.e. the VAE's reconstruction of it
+    np.testing.assert_array_equal(turned.frames[1::2], vae.previous[1::2])
+    # turning (frame 1, 3, ...): something else, and exactly the generator's reprojection of the real latent
+    assert not np.array_equal(turned.frames[0::2], vae.previous[0::2])
+    with torch.inference_mode():
+        latent = session.vae.encode(frames_to_tensor(real[2:3]))
+        turn = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
+        expected = tensor_to_frames(session.vae.decode(session.generator.reproject(latent, turn)))
+    assert np.abs(turned.frames[2].astype(int) - expected[0].astype(int)).max() <= 1
+
+
+def test_generators_without_reprojection_have_no_turned_previous(tmp_path):
+    session = WorldSession(load_checkpoint(random_checkpoint(tmp_path / "ckpt")))
+    candidates, _ = episode_candidates(session, *episode(session))
+    assert list(candidates) == ["model", "model_teacher", "vae", "copy_previous", "copy_first"]
