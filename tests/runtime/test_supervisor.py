@@ -174,3 +174,40 @@ def test_worldsim_kiosk_reports_a_player_that_cannot_start(tmp_path, capsys):
                "--log-dir", str(tmp_path / "logs")])
     err = capsys.readouterr().err
     assert rc == 2 and "the player refused to start" in err and "no such checkpoint directory" in err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
+def test_the_player_dies_with_a_killed_supervisor(tmp_path):
+    """SIGKILL leaves the supervisor no chance to clean up: the kernel must take the player down with it."""
+    import os
+    import signal
+    import subprocess
+
+    pid_file = tmp_path / "player.pid"
+    player = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    supervisor = textwrap.dedent(f"""
+        import logging, sys
+        from worldsim.runtime.supervisor import Supervisor, SupervisorConfig
+        config = SupervisorConfig(heartbeat_timeout_s=60, startup_timeout_s=60)
+        Supervisor([sys.executable, "-c", {player!r}], {str(tmp_path / "beat")!r}, config,
+                   logging.getLogger("test")).run()
+    """)
+    process = subprocess.Popen([sys.executable, "-c", supervisor])
+    try:
+        deadline = time.monotonic() + 20
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "the player never started"
+            time.sleep(0.05)
+        player_pid = int(pid_file.read_text())
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                os.kill(player_pid, 0)
+            except ProcessLookupError:
+                break  # gone
+            assert time.monotonic() < deadline, "the player outlived its supervisor"
+            time.sleep(0.05)
+    finally:
+        process.kill()

@@ -15,6 +15,7 @@ No pygame and no torch here: the supervisor is a small, long-lived process.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -145,7 +146,7 @@ class Supervisor:
         started = self.clock()
         child = self._child = subprocess.Popen(
             self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            errors="replace", env=self.env,
+            errors="replace", env=self.env, preexec_fn=_die_with_parent,
             start_new_session=True)  # its own process group: a kill reaches anything it started (ffmpeg)
         self.log.info("player started (pid %d): %s", child.pid, " ".join(self.command))
         reader = threading.Thread(target=self._forward_output, args=(child,), daemon=True)
@@ -193,3 +194,17 @@ class Supervisor:
                 self.last_output.append(line)
                 self.log.info("player: %s", line)
         child.stdout.close()
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before it starts: Linux kills it when the supervisor dies, even by SIGKILL or an OOM kill,
+    where no `finally` runs. Otherwise an orphaned player keeps the screen and the restarted supervisor's player
+    fights it for the display. SIGKILL, because a hung player ignores anything gentler. (Tied to the thread that
+    started the child: `run` is called from the supervisor's main thread.) Elsewhere this is a no-op."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: no prctl
+        pass
