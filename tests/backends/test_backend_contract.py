@@ -20,8 +20,16 @@ BACKENDS = [
     ("onnx+int8", torch.float32, None),
 ]
 FRAMES = 12  # the tiny preset has window 4 + 1 sink: the ring wraps three times and the sink is read
-WALK = ControllerState(keys=frozenset({"w"}))
+WALK = ControllerState(keys=frozenset({"w", "right"}))  # walking while turning: the recycled frame is reprojected
 TURN = ControllerState(keys=frozenset({"a"}))
+
+
+@pytest.fixture(scope="module")
+def turning_checkpoint(tmp_path_factory):
+    """The tiny world with yaw reprojection on: the one per-frame step outside the network every backend shares."""
+    from worldsim.testing import random_checkpoint
+
+    return random_checkpoint(tmp_path_factory.mktemp("ckpt") / "turning", yaw_reprojection=[2, 4.0, 90.0])
 
 
 def roll(session, frames, state=WALK):
@@ -30,17 +38,17 @@ def roll(session, frames, state=WALK):
 
 
 @pytest.fixture(scope="module")
-def reference_frames(tiny_checkpoint):
-    session = WorldSession(load_checkpoint(tiny_checkpoint), backend="eager")
+def reference_frames(turning_checkpoint):
+    session = WorldSession(load_checkpoint(turning_checkpoint), backend="eager")
     session.reset()
     return roll(session, FRAMES)
 
 
 @pytest.fixture(scope="module", params=BACKENDS, ids=lambda b: f"{b[0]}-{str(b[1]).removeprefix('torch.')}")
-def backend_session(request, tiny_checkpoint):
+def backend_session(request, turning_checkpoint):
     name, dtype, _ = request.param
     try:
-        session = WorldSession(load_checkpoint(tiny_checkpoint), backend=name, dtype=dtype)
+        session = WorldSession(load_checkpoint(turning_checkpoint), backend=name, dtype=dtype)
     except BackendUnavailable as err:  # e.g. torch.compile without a working C++ compiler
         pytest.skip(str(err))
     yield session, request.param
@@ -113,9 +121,9 @@ def test_onnx_refuses_bfloat16_on_cpu(tiny_checkpoint):
         WorldSession(load_checkpoint(tiny_checkpoint), backend="onnx", dtype=torch.bfloat16)
 
 
-def test_multistep_sampling_keeps_one_cache_entry_per_frame(backend_session, tiny_checkpoint):
+def test_multistep_sampling_keeps_one_cache_entry_per_frame(backend_session, turning_checkpoint):
     _, (name, dtype, _) = backend_session
-    session = WorldSession(load_checkpoint(tiny_checkpoint), backend=name, dtype=dtype, steps=4)
+    session = WorldSession(load_checkpoint(turning_checkpoint), backend=name, dtype=dtype, steps=4)
     session.reset()
     frames = roll(session, 6)
     assert session.cache.position == 6 and session.latent_is_finite()
