@@ -33,7 +33,6 @@ from tqdm import tqdm
 
 from worldsim.runtime.session import WorldSession, frames_to_tensor, tensor_to_frames
 
-CANDIDATES = ("model", "model_teacher", "vae", "copy_previous", "copy_first", "turned_previous")
 VAE_BATCH = 64
 
 
@@ -70,8 +69,8 @@ def _vae_roundtrip(session: WorldSession, frames: np.ndarray) -> tuple[np.ndarra
 def episode_candidates(session: WorldSession, real: np.ndarray, actions: np.ndarray,
                        progress: bool = False) -> tuple[dict[str, Candidate], RolloutSpeed]:
     """real: (F + 1, h, w, 3) uint8 engine frames at model resolution; actions: (F + 1, A), actions[t]
-    produced real[t] (actions[0] is the no-op). Returns the candidates in CANDIDATES order (turned_previous
-    only for reprojecting generators) and the open-loop speed."""
+    produced real[t] (actions[0] is the no-op). Returns the candidates in the order listed above
+    (turned_previous only for reprojecting generators) and the open-loop speed."""
     steps = len(real) - 1
     conditions = [session.encode(actions[t]) for t in range(1, steps + 1)]
     # 1. open loop, timed: this is what a player gets
