@@ -102,55 +102,27 @@ def test_encoding_type_of_the_wrong_type_is_a_config_error():  # found by the fu
         scheme_from_dict({"encoding": {"type": []}}, "fuzz.yaml")
 
 
-# ---- schemes ------------------------------------------------------------------------------------------------
+# ---- schemes, profiles, scripted programs: YAML text, then loaded data -----------------------------------------
 
-SCHEMES = shipped(SCHEMES_DIR)
+LOADERS = {"scheme": (scheme_from_dict, shipped(SCHEMES_DIR)),
+           "profile": (profile_from_data, shipped(PROFILES_DIR)),
+           "program": (program_from_data, shipped(PROGRAMS_DIR))}
 
 
+@pytest.mark.parametrize("kind", LOADERS)
 @FUZZ
-@given(yaml_text)
-def test_scheme_text(text):
-    only_worldsim_errors(lambda t: scheme_from_dict(parse_yaml(t, "fuzz.yaml"), "fuzz.yaml"), text)
+@given(text=yaml_text)
+def test_yaml_text(kind, text):
+    load, _ = LOADERS[kind]
+    only_worldsim_errors(lambda t: load(parse_yaml(t, "fuzz.yaml"), "fuzz.yaml"), text)
 
 
+@pytest.mark.parametrize("kind", LOADERS)
 @FUZZ
-@given(st.one_of(trees, mutations(SCHEMES)))
-def test_scheme_data(data):
-    only_worldsim_errors(lambda d: scheme_from_dict(d, "fuzz.yaml"), data)
-
-
-# ---- profiles -----------------------------------------------------------------------------------------------
-
-PROFILES = shipped(PROFILES_DIR)
-
-
-@FUZZ
-@given(yaml_text)
-def test_profile_text(text):
-    only_worldsim_errors(lambda t: profile_from_data(parse_yaml(t, "fuzz.yaml"), "fuzz.yaml"), text)
-
-
-@FUZZ
-@given(st.one_of(trees, mutations(PROFILES)))
-def test_profile_data(data):
-    only_worldsim_errors(lambda d: profile_from_data(d, "fuzz.yaml"), data)
-
-
-# ---- scripted programs --------------------------------------------------------------------------------------
-
-PROGRAMS = shipped(PROGRAMS_DIR)
-
-
-@FUZZ
-@given(yaml_text)
-def test_program_text(text):
-    only_worldsim_errors(lambda t: program_from_data(parse_yaml(t, "fuzz.yaml"), "fuzz.yaml"), text)
-
-
-@FUZZ
-@given(st.one_of(trees, mutations(PROGRAMS)))
-def test_program_data(data):
-    only_worldsim_errors(lambda d: program_from_data(d, "fuzz.yaml"), data)
+@given(data=st.data())
+def test_loaded_data(kind, data):
+    load, originals = LOADERS[kind]
+    only_worldsim_errors(lambda d: load(d, "fuzz.yaml"), data.draw(st.one_of(trees, mutations(originals))))
 
 
 # ---- action logs --------------------------------------------------------------------------------------------
