@@ -86,3 +86,18 @@ def test_paper_scale_preset_has_the_papers_geometry():
     g = config.generator
     assert config.vae.image_size == (416, 736) and config.vae.compression == 8
     assert g.tokens == 92 * 52 // 4 == 1196 and g.window == 30 and (g.dim, g.depth) == (4096, 36)
+
+
+def test_an_existing_report_is_not_replaced_without_overwrite(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    """Refused before measuring (minutes), not after; --overwrite replaces it."""
+    import worldsim.bench as bench
+
+    out = tmp_path / "bench.json"
+    out.write_text("precious\n")
+    monkeypatch.setattr(bench, "benchmark", lambda args: pytest.fail("measured before refusing"))
+    assert main(["bench", "--checkpoint", str(tiny_checkpoint), "--json", str(out)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err and out.read_text() == "precious\n"
+    monkeypatch.setattr(bench, "benchmark", lambda args: {"world": {}})
+    monkeypatch.setattr(bench, "print_report", lambda report: None)
+    assert main(["bench", "--checkpoint", str(tiny_checkpoint), "--json", str(out), "--overwrite"]) == 0
+    assert json.loads(out.read_text()) == {"world": {}}

@@ -4,7 +4,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from worldsim.checkpoint import CheckpointError, load_checkpoint
+from worldsim import checkpoint
+from worldsim.checkpoint import CheckpointError, load_checkpoint, read_weights
 from worldsim.config import ConfigError
 
 
@@ -69,3 +70,73 @@ def test_bad_config_value(tiny_checkpoint, tmp_path):
     (path / "config.yaml").write_text(text)
     with pytest.raises(ConfigError, match="'generator.window': out of range"):
         load_checkpoint(path)
+
+
+def set_config(path, old, new):
+    text = (path / "config.yaml").read_text()
+    assert old in text
+    (path / "config.yaml").write_text(text.replace(old, new))
+
+
+def test_a_config_is_checked_against_the_weights_before_any_model_is_built(tiny_checkpoint, tmp_path, monkeypatch):
+    """A config.yaml within every range (here dim 16384, depth 256: terabytes) is compared with the weights'
+    headers on the meta device: nothing is allocated before the mismatch is found."""
+    path = copy(tiny_checkpoint, tmp_path)
+    set_config(path, "dim: 32", "dim: 16384")
+    set_config(path, "depth: 2", "depth: 256")
+    built = []
+    real_build = checkpoint.build_models
+    monkeypatch.setattr(checkpoint, "build_models",
+                        lambda config: built.append(torch.empty(0).device.type) or real_build(config))
+    with pytest.raises(CheckpointError, match="generator.safetensors: weights do not match config.yaml"):
+        load_checkpoint(path)
+    assert built == ["meta"]
+
+
+def test_tables_computed_from_the_config_are_bounded(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint, "MAX_DERIVED_BYTES", 1000)
+    with pytest.raises(ConfigError, match=r"'generator': the generator would compute .* tables .* at most 0 MB"):
+        load_checkpoint(copy(tiny_checkpoint, tmp_path))
+
+
+@pytest.mark.parametrize("old,new,fragment", [
+    ("steps: 1", "steps: 0", "'sampling.steps': out of range (got 0); allowed: 1 to 1000"),
+    ("steps: 1", "steps: -3", "'sampling.steps': out of range (got -3)"),
+    ("steps: 1", "steps: 1000000000", "'sampling.steps': out of range (got 1000000000); allowed: 1 to 1000"),
+    ("shift: 1.0", "shift: -1.0", "'sampling.shift': out of range"),
+    ("fps: 17.5", "fps: 0", "'fps': out of range (got 0.0); allowed: 0.1 to 1000.0"),
+    ("fps: 17.5", "fps: -17.5", "'fps': out of range"),
+    ("- 16\n  - 24", "- 16\n  - 8192", "'vae.image_size': out of range"),
+])
+def test_counts_and_rates_are_bounded(tiny_checkpoint, tmp_path, old, new, fragment):
+    path = copy(tiny_checkpoint, tmp_path)
+    set_config(path, old, new)
+    with pytest.raises(ConfigError) as err:
+        load_checkpoint(path)
+    assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "generator.safetensors", "start_frames.safetensors"])
+def test_special_files_in_a_checkpoint_are_refused(tiny_checkpoint, tmp_path, make_special, name):
+    path = copy(tiny_checkpoint, tmp_path)
+    make_special(path / name)
+    with pytest.raises((CheckpointError, ConfigError), match=f"{name}.*is {make_special.kind}, not a regular file"):
+        load_checkpoint(path)
+
+
+def test_start_frames_are_checked_from_their_header(tiny_checkpoint, tmp_path):
+    path = copy(tiny_checkpoint, tmp_path)
+    save_file({"frames": torch.zeros(1, 8, 8, 3, dtype=torch.uint8)}, str(path / "start_frames.safetensors"))
+    with pytest.raises(CheckpointError, match=r"start_frames.safetensors: expected 'frames' uint8 \(N, 16, 24, 3\)"):
+        load_checkpoint(path)
+
+
+def test_read_weights_names_a_damaged_file(tiny_checkpoint, tmp_path):
+    """What `train --resume` needs to report a damaged training checkpoint in one line."""
+    path = copy(tiny_checkpoint, tmp_path)
+    data = (path / "vae.safetensors").read_bytes()
+    (path / "vae.safetensors").write_bytes(data[:100])
+    with pytest.raises(CheckpointError, match="vae.safetensors: not a readable safetensors file"):
+        read_weights(path / "vae.safetensors")
+    with pytest.raises(CheckpointError, match="missing weights file"):
+        read_weights(path / "nope.safetensors")

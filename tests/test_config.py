@@ -3,7 +3,7 @@
 import pytest
 
 from worldsim.conditioning import load_scheme
-from worldsim.config import ConfigError, parse_yaml
+from worldsim.config import MAX_YAML_BYTES, ConfigError, load_json, load_yaml, parse_yaml
 from worldsim.training.recipe import load_recipe
 
 GOOD_CAMERA = """
@@ -88,3 +88,30 @@ def test_cli_prints_one_line_not_a_traceback(tmp_path, capsys):
     assert main(["train", "--recipe", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "'vae.steps': wrong type" in err
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("seed: " + "1" * 5000 + "\n", "a number has too many digits; allowed: at most"),
+    ("when: 2020-13-45\n", "invalid value: month must be in 1..12"),
+])
+def test_values_python_cannot_convert_are_config_errors(text, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        parse_yaml(text, "bad.yaml")
+
+
+def test_special_files_are_refused_before_reading(make_special, tmp_path):
+    """A FIFO would block the loader forever, /dev/zero fill the memory: both fail at once, naming the file."""
+    path = make_special(tmp_path / "scheme.yaml")
+    with pytest.raises(ConfigError, match=f"scheme.yaml: top level: is {make_special.kind}, not a regular file"):
+        load_scheme(path)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_yaml(path)
+
+
+def test_json_configs_have_the_yaml_limits(tmp_path):
+    path = write(tmp_path, "[" * 5000 + "]" * 5000, "deep.json")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_json(path)
+    path = write(tmp_path, " " * (MAX_YAML_BYTES + 1), "big.json")
+    with pytest.raises(ConfigError, match="file too large"):
+        load_json(path)

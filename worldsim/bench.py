@@ -82,6 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", action="store_true", help="also break the eager step down by module and op")
     parser.add_argument("--record", action="store_true", help="record MP4 + action log in the loop (its cost)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the report as JSON")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
 
 
 SECTIONS = ("recompute", "teacher", "flops", "threads", "quality")
@@ -683,6 +684,10 @@ def profile_ops(session, frames: int, top: int = 12) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json is not None:  # checked before minutes of measuring, not after
+        from worldsim.runtime.recorder import refuse_existing
+
+        refuse_existing([args.json], args.overwrite)
     report = benchmark(args)
     print_report(report)
     if args.json is not None:

@@ -7,8 +7,10 @@
     README.md               the model card
 
 Loading never unpickles (only safetensors are read) and checks every file, shape and config before building the
-models, so a bad checkpoint fails with one clear message. Saving writes a new directory and swaps it in with
-renames, so an interrupted save never leaves a half-written checkpoint where a good one was.
+models: the weights' names and shapes come from the safetensors headers and are compared with a model built on the
+meta device (no memory), so a config.yaml that asks for gigabytes fails before anything is allocated, with one clear
+message. Saving writes a new directory and swaps it in with renames, so an interrupted save never leaves a
+half-written checkpoint where a good one was.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from typing import Any
 
 import torch
 import yaml
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from worldsim import files
 from worldsim.conditioning.encodings import EncodingConfig
 from worldsim.conditioning.scheme import parse_encoding
-from worldsim.config import ConfigError, from_dict, load_yaml, to_dict
+from worldsim.config import MAX_SAMPLING_STEPS, ConfigError, from_dict, load_yaml, rng, to_dict
 from worldsim.errors import WorldsimError
 from worldsim.models.generator import Generator, GeneratorConfig
 from worldsim.models.vae import VAE, VAEConfig
@@ -35,6 +38,11 @@ from worldsim.models.vae import VAE, VAEConfig
 FORMAT = "worldsim-checkpoint"
 VERSION = 1
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
+MAX_FPS = 1000.0
+MAX_IMAGE_SIDE = 4096  # pixels; AAPT plays 736x416
+# Tables a model computes from its config at build time (rotary angles), beyond its weights: a few MB for any real
+# model, so more means a config whose sizes were not meant (latents of millions of tokens).
+MAX_DERIVED_BYTES = 256 << 20
 
 
 class CheckpointError(WorldsimError):
@@ -43,8 +51,12 @@ class CheckpointError(WorldsimError):
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    steps: int = 1  # network evaluations per frame at play time (1 for the AAPT generator)
-    shift: float = 1.0  # time shift of the multi-step sampler (the diffusion stage's training shift)
+    # network evaluations per frame at play time (1 for the AAPT generator)
+    steps: int = field(default=1, metadata=rng(1, MAX_SAMPLING_STEPS))
+    # time shift of the multi-step sampler (the diffusion stage's training shift; AAPT trains with 24)
+    shift: float = field(default=1.0, metadata=rng(0.01, 1000.0))
+    # noise level of the recycled frame the generator sees at play time, told to it (worldsim/rollout.py); 0: off
+    context_noise: float = field(default=0.0, metadata=rng(0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -54,7 +66,8 @@ class CheckpointConfig:
     encoding: dict  # the encoding the generator was trained with (a scheme must match it)
     scheme: str = "camera"  # the scheme to play it with by default
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    fps: float = 17.5  # the frame rate of the recorded data (ViZDoom at 35 tics/s, frame skip 2)
+    # the frame rate of the recorded data (ViZDoom at 35 tics/s, frame skip 2); recordings are written at it
+    fps: float = field(default=17.5, metadata=rng(0.1, MAX_FPS))
     stage: str = "random"  # which training stage produced it (random = untrained, for tests)
     provenance: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
@@ -81,6 +94,9 @@ def build_models(config: CheckpointConfig) -> tuple[Generator, VAE]:
 
 def _check_config(config: CheckpointConfig, where: Path | None) -> None:
     g, v = config.generator, config.vae
+    if not all(1 <= side <= MAX_IMAGE_SIDE for side in v.image_size):
+        raise ConfigError(where, "vae.image_size", "out of range", list(v.image_size),
+                          f"1 to {MAX_IMAGE_SIDE} pixels a side")
     if g.latent_channels != v.latent_channels or tuple(g.latent_size) != tuple(v.latent_size):
         raise ConfigError(where, "generator", "generator latent shape does not match the VAE",
                           f"{g.latent_channels}x{list(g.latent_size)}",
@@ -108,27 +124,77 @@ def load_config(path: Path) -> CheckpointConfig:
     return config
 
 
-def _read_weights(file: Path) -> dict[str, torch.Tensor]:
-    if not file.exists():
-        raise CheckpointError(f"{file}: missing weights file")
+def _check_file(file: Path) -> None:
+    """A weights file must exist and be a regular file: a FIFO would block the reader, a device never end."""
+    try:
+        files.check_regular(file)
+    except files.FileProblem as err:
+        if err.problem == "file not found":
+            raise CheckpointError(f"{file}: missing weights file") from None
+        raise CheckpointError(str(err)) from None
+
+
+def read_shapes(file: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Name -> (dtype, shape) of each tensor in a safetensors file, from its header alone: no data is read, but
+    the header is checked to cover the file exactly (a truncated file fails here)."""
+    _check_file(file)
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            return {k: (f.get_slice(k).get_dtype(), tuple(f.get_slice(k).get_shape())) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{file}: not a readable safetensors file ({err}); is it truncated?") from None
+
+
+def read_weights(file: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a missing, special or damaged file is a CheckpointError naming it."""
+    _check_file(file)
     try:
         return load_file(str(file))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{file}: not a readable safetensors file ({err}); is it truncated?") from None
 
 
-def _load_into(module: torch.nn.Module, weights: dict[str, torch.Tensor], file: Path) -> None:
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in weights]
-    unexpected = [k for k in weights if k not in expected]
+def _check_shapes(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], file: Path) -> None:
+    """The weights in `file` (name -> shape) are exactly those the config's model has."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
     if missing or unexpected:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise CheckpointError(f"{file}: weights do not match config.yaml ({detail}"
                               f"{', ...' if len(missing) + len(unexpected) > 3 else ''})")
-    for name, tensor in expected.items():
-        if tuple(weights[name].shape) != tuple(tensor.shape):
-            raise CheckpointError(f"{file}: '{name}' has shape {list(weights[name].shape)}, config.yaml implies "
-                                  f"{list(tensor.shape)}")
+    for name, shape in expected.items():
+        if tuple(found[name]) != tuple(shape):
+            raise CheckpointError(f"{file}: '{name}' has shape {list(found[name])}, config.yaml implies "
+                                  f"{list(shape)}")
+
+
+def _check_against_weights(config: CheckpointConfig, path: Path) -> None:
+    """The config's models, built on the meta device (shapes only, no memory), against the weight files' headers:
+    a config.yaml that does not fit its weights fails here, before any model is allocated."""
+    with torch.device("meta"):
+        models = dict(zip(("generator", "vae"), build_models(config)))
+    for name, module in models.items():
+        state = module.state_dict()
+        derived = sum(b.numel() * b.element_size() for n, b in module.named_buffers() if n not in state)
+        if derived > MAX_DERIVED_BYTES:
+            raise ConfigError(path / "config.yaml", name, f"the {name} would compute {derived / 2 ** 20:.0f} MB of "
+                              "tables from its sizes", allowed=f"at most {MAX_DERIVED_BYTES >> 20} MB")
+        file = path / f"{name}.safetensors"
+        shapes = {k: shape for k, (_, shape) in read_shapes(file).items()}
+        _check_shapes({k: tuple(v.shape) for k, v in state.items()}, shapes, file)
+    file = path / "start_frames.safetensors"
+    if file.exists():
+        h, w = config.vae.image_size
+        dtype, shape = read_shapes(file).get("frames", (None, ()))
+        if dtype != "U8" or len(shape) != 4 or tuple(shape[1:]) != (h, w, 3):
+            raise CheckpointError(f"{file}: expected 'frames' uint8 (N, {h}, {w}, 3)")
+
+
+def _load_into(module: torch.nn.Module, weights: dict[str, torch.Tensor], file: Path) -> None:
+    expected = module.state_dict()
+    _check_shapes({k: tuple(v.shape) for k, v in expected.items()}, {k: tuple(v.shape) for k, v in weights.items()},
+                  file)
+    for name in expected:
         if not torch.isfinite(weights[name].float()).all():
             raise CheckpointError(f"{file}: '{name}' contains NaN or inf")
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in weights.items()})
@@ -148,17 +214,20 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not (path / "config.yaml").exists():
         hint = f" (found {pickles[0]}: pickle files are refused, only .safetensors is loaded)" if pickles else ""
         raise CheckpointError(f"{path}: missing config.yaml; not a worldsim checkpoint{hint}")
+    # 1. the config, then the config against the weights' headers: nothing is built yet
     config = load_config(path)
+    _check_against_weights(config, path)
+    # 2. the models, and the weights into them
     generator, vae = build_models(config)
-    _load_into(generator, _read_weights(path / "generator.safetensors"), path / "generator.safetensors")
-    _load_into(vae, _read_weights(path / "vae.safetensors"), path / "vae.safetensors")
+    _load_into(generator, read_weights(path / "generator.safetensors"), path / "generator.safetensors")
+    _load_into(vae, read_weights(path / "vae.safetensors"), path / "vae.safetensors")
     start = None
     if (path / "start_frames.safetensors").exists():
-        start = _read_weights(path / "start_frames.safetensors").get("frames")
+        start = read_weights(path / "start_frames.safetensors").get("frames")
         h, w = config.vae.image_size
         if start is None or start.dtype != torch.uint8 or start.dim() != 4 or tuple(start.shape[1:]) != (h, w, 3):
             raise CheckpointError(f"{path / 'start_frames.safetensors'}: expected 'frames' uint8 (N, {h}, {w}, 3)")
-    extra = {p.stem: _read_weights(p) for p in sorted(path.glob("*.safetensors"))
+    extra = {p.stem: read_weights(p) for p in sorted(path.glob("*.safetensors"))
              if p.stem not in ("generator", "vae", "start_frames")}
     return Checkpoint(config, generator.eval(), vae.eval(), start, path, extra)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import types
 import typing
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
+from worldsim import files
 from worldsim.errors import WorldsimError
 
 T = TypeVar("T")
@@ -25,6 +27,9 @@ MAX_YAML_BYTES = 1_000_000  # a scheme or recipe is a few KB; anything this larg
 MAX_YAML_DEPTH = 32
 MAX_YAML_NODES = 100_000  # values after YAML aliases are expanded: stops "billion laughs" alias bombs
 MAX_NUMBER = 1e12  # no config value is meaningfully larger; huge numbers are refused before they allocate memory
+# Sampler steps per frame, wherever they come from (a checkpoint, an action log, --steps): the sampler preallocates
+# per step, and AAPT plays with 1 (the diffusion stage's teacher with tens), so more is a mistake, not a setting.
+MAX_SAMPLING_STEPS = 1000
 
 
 class ConfigError(WorldsimError, ValueError):
@@ -83,6 +88,23 @@ def parse_yaml(text: str, file: str | Path | None = None) -> Any:
         raise ConfigError(file, "", f"invalid YAML at {where}{problem}") from None
     except RecursionError:
         raise ConfigError(file, "", "YAML nested too deeply", allowed=f"at most {MAX_YAML_DEPTH} levels") from None
+    except ValueError as err:  # a constructor's int() or date(): too many digits, month 13, ...
+        if "integer string conversion" in str(err):
+            raise ConfigError(file, "", "a number has too many digits",
+                              allowed=f"at most {sys.get_int_max_str_digits()} digits") from None
+        raise ConfigError(file, "", f"invalid value: {err}") from None
+    _check_size(data, file)
+    return data
+
+
+def parse_json(text: str, file: str | Path | None = None) -> Any:
+    """Parse JSON text (a program, a manifest) with the same limits as YAML; any problem becomes a ConfigError."""
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError(file, "", "file too large", f"{len(text)} bytes", f"at most {MAX_YAML_BYTES} bytes")
+    try:
+        data = files.parse_json(text)
+    except ValueError as err:
+        raise ConfigError(file, "", str(err)) from None
     _check_size(data, file)
     return data
 
@@ -107,19 +129,23 @@ def _check_size(data: Any, file: str | Path | None) -> None:
 
 
 def load_yaml(path: str | Path) -> Any:
-    """Read and parse a YAML file; a missing or unreadable file is a ConfigError naming it."""
+    """Read and parse a YAML file; a missing, unreadable or special file is a ConfigError naming it."""
     path = Path(path)
+    return parse_yaml(_read_config_text(path), path)
+
+
+def load_json(path: str | Path) -> Any:
+    """Read and parse a JSON file with the YAML loader's limits; any problem is a ConfigError naming it."""
+    path = Path(path)
+    return parse_json(_read_config_text(path), path)
+
+
+def _read_config_text(path: Path) -> str:
+    """A regular UTF-8 file of at most MAX_YAML_BYTES: a FIFO or /dev/zero is refused before it is read."""
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(path, "", "file not found") from None
-    except OSError as err:
-        raise ConfigError(path, "", f"cannot read file: {err.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(path, "", "file is not UTF-8 text") from None
-    return parse_yaml(text, path)
+        return files.read_text(path, MAX_YAML_BYTES)
+    except files.FileProblem as err:
+        raise ConfigError(path, "", err.problem) from None
 
 
 def from_dict(cls: type[T], data: Any, *, file: str | Path | None = None, path: str = "") -> T:

@@ -1,7 +1,9 @@
-"""Fakes for the data tests: a pure-Python engine (no ViZDoom needed) and a scripted policy."""
+"""Fakes for the data tests: a pure-Python engine (no ViZDoom needed), a scripted policy, a dead writer's pid."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -79,3 +81,10 @@ class ScriptedPolicy:
 
     def metadata(self) -> dict[str, Any]:
         return {"name": self.name}
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (a killed writer's, for leftover files)."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                           text=True, check=True)
+    return int(child.stdout)

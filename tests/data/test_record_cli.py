@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from worldsim.cli import main
-from worldsim.data.storage import DatasetIndex, load_episodes
+from worldsim.data.storage import DatasetIndex, load_episodes, read_episode
 
 pytest.importorskip("vizdoom", reason="ViZDoom not installed (pip install 'worldsim[train]')")
 
@@ -104,3 +110,109 @@ def test_index_is_valid_json_after_recording(tmp_path):
     assert record(tmp_path / "d") == 0
     data = json.loads((tmp_path / "d" / "index.json").read_text())
     assert data["frames"] == 62 and len(data["episodes"]) == 2
+
+
+# ---- killed recordings: the engine dies with the recorder, a rerun finishes the dataset ----------------------
+
+KILL_ARGS = ["--episodes", "8", "--steps", "150", "--chunk-frames", "1"]  # 1-frame chunks: slow enough to kill
+
+
+def children(pid: int) -> dict[int, str]:
+    """pid -> command line of the processes whose parent is `pid`."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            if entry.name.isdigit() and int(ppid) == pid:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"  # zombies are dead
+    except OSError:
+        return False
+
+
+def shared_memory(instance: str) -> list[str]:
+    return sorted(p.name for p in Path("/dev/shm").glob(f"ViZDoom*{instance}"))
+
+
+def wait_for(condition, what: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def start_recording(out: Path) -> tuple[subprocess.Popen, int, str, Path]:
+    """`worldsim record` in a child process, once its first episode is in the index: (process, engine pid,
+    engine instance id, scratch folder)."""
+    process = subprocess.Popen([sys.executable, "-m", "worldsim", "record", "--env", "doom", "--out", str(out),
+                                "--seed", "5", "--no-progress", *KILL_ARGS], stderr=subprocess.PIPE)
+
+    def recorded() -> bool:
+        try:
+            return bool(json.loads((out / "index.json").read_text())["episodes"])
+        except (OSError, ValueError, KeyError):
+            return False
+
+    wait_for(recorded, "the recording never got through its first episode", 60.0)
+    (engine, command), = ((p, c) for p, c in children(process.pid).items() if "+viz_instance_id" in c)
+    instance = command.split("+viz_instance_id ")[1].split()[0]
+    scratch = Path(command.split("-config ")[1].split()[0]).parent
+    assert shared_memory(instance) and scratch.is_dir()
+    return process, engine, instance, scratch
+
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and /dev/shm are Linux's")
+
+
+@linux_only
+def test_a_killed_record_takes_its_engine_along_and_a_rerun_finishes_the_dataset(tmp_path, capsys):
+    out = tmp_path / "d"
+    process, engine, instance, scratch = start_recording(out)
+    try:
+        process.kill()
+        process.wait(timeout=10)
+        wait_for(lambda: not running(engine), "the engine outlived its recorder")
+        wait_for(lambda: not shared_memory(instance), "the engine's shared memory outlived its recorder")
+        wait_for(lambda: not scratch.exists(), "the engine's scratch folder outlived its recorder")
+    finally:
+        process.kill()
+    index = DatasetIndex.load(out)
+    assert not index.complete and 0 < len(index.episodes) < 8
+    assert main(["record", "--env", "doom", "--out", str(out), "--seed", "5", "--no-progress", *KILL_ARGS]) == 0
+    assert "continuing an interrupted recording" in capsys.readouterr().err
+    assert main(["record", "--env", "doom", "--out", str(tmp_path / "straight"), "--seed", "5", "--no-progress",
+                 *KILL_ARGS]) == 0
+    resumed, straight = DatasetIndex.load(out), DatasetIndex.load(tmp_path / "straight")
+    assert resumed.complete
+    assert [(e.id, e.split, e.frames) for e in resumed.episodes] == \
+        [(e.id, e.split, e.frames) for e in straight.episodes]
+    a, b = read_episode(out, resumed.episodes[-1]), read_episode(tmp_path / "straight", straight.episodes[-1])
+    assert a.frames.tobytes() == b.frames.tobytes() and a.actions.tobytes() == b.actions.tobytes()
+
+
+@linux_only
+def test_an_engine_whose_recorder_and_watchdog_were_killed_is_cleaned_by_the_next_start(tmp_path):
+    out = tmp_path / "d"
+    process, engine, instance, scratch = start_recording(out)
+    try:
+        (watchdog,) = (p for p, c in children(process.pid).items() if "worldsim.data.doom_guard" in c)
+        os.kill(watchdog, signal.SIGKILL)
+        process.kill()
+        process.wait(timeout=10)
+        time.sleep(0.5)
+        assert running(engine) and shared_memory(instance)  # orphaned: nothing was left to clean up
+        assert main(["record", "--env", "doom", "--out", str(out), "--seed", "5", "--no-progress",
+                     *KILL_ARGS]) == 0
+        assert not running(engine) and not shared_memory(instance) and not scratch.exists()
+        assert DatasetIndex.load(out).complete
+    finally:
+        process.kill()
+        if running(engine) and instance in Path(f"/proc/{engine}/cmdline").read_text(errors="replace"):
+            os.kill(engine, signal.SIGKILL)  # (only the engine this test started)

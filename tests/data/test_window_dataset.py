@@ -143,3 +143,18 @@ def test_latent_cache_skips_what_is_missing_or_corrupt(fake_dataset, camera):
         LatentWindowDataset(LatentCache(fake_dataset, "never-built", (16, 12)), camera, split=None)
     assert [e.id for e in cache.missing()] == [1]  # the damaged episode is encoded again by the next build
     assert cache.build(CountingEncoder()) == 1
+
+
+def test_latent_cache_build_clears_what_a_killed_build_left(fake_dataset):
+    import os
+
+    from data_fakes import dead_pid
+
+    cache = LatentCache(fake_dataset, "vae", (16, 12))
+    cache.build(CountingEncoder())
+    stale = cache.dir / f".ep000001.npz.{dead_pid()}.1.tmp"
+    live = cache.dir / f".manifest.json.{os.getpid()}.1.tmp"  # a build running now: not ours to delete
+    stale.write_bytes(b"half an episode")
+    live.write_bytes(b"{")
+    assert LatentCache(fake_dataset, "vae", (16, 12)).build(CountingEncoder()) == 0
+    assert not stale.exists() and live.exists()

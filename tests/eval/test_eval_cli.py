@@ -119,3 +119,23 @@ def test_missing_idm_without_data_is_refused(tiny_checkpoint, tmp_path, capsys):
     rc = main(["eval", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o"),
                "--idm", str(tmp_path / "no-idm")])
     assert rc == 2 and "pass --data" in capsys.readouterr().err
+
+
+def test_earlier_results_are_not_replaced_without_overwrite(cli_run, tiny_checkpoint, capsys, monkeypatch):
+    """Refused before evaluating; --overwrite lets the evaluation run (stubbed here: it takes a while)."""
+    import worldsim.eval.cli as eval_cli
+    from worldsim.errors import WorldsimError
+
+    _, out = cli_run
+    before = (out / "metrics.json").read_bytes()
+
+    def evaluate_stub(*args, **kwargs):
+        raise WorldsimError("evaluation reached")
+
+    monkeypatch.setattr(eval_cli, "evaluate", evaluate_stub)
+    argv = ["eval", "--checkpoint", str(tiny_checkpoint), "--out", str(out), *SMALL]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "metrics.json already exists (an earlier evaluation); pass --overwrite" in err
+    assert (out / "metrics.json").read_bytes() == before
+    assert main([*argv, "--overwrite"]) == 2 and "evaluation reached" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import pytest
 
 from worldsim.conditioning.scheme import load_scheme
 from worldsim.config import ConfigError
-from worldsim.input.program import DEFAULT_PROGRAM, ScriptedInput, load_program, shipped_programs
+from worldsim.input.program import DEFAULT_PROGRAM, MAX_SEGMENTS, ScriptedInput, load_program, shipped_programs
 from worldsim.input.sources import Command, open_source
 from worldsim.input.state import ControllerState
 
@@ -93,3 +93,25 @@ def test_syntax_errors_name_the_line(tmp_path):
         load_program(write(tmp_path, '[{"frames": 4},\n {"frames": }]', "p.json"))
     with pytest.raises(ConfigError, match="explore"):
         load_program(tmp_path / "missing.yaml")  # the message lists the shipped programs
+
+
+@pytest.mark.parametrize("text,fragment", [
+    (json.dumps([{"frames": 1}] * (MAX_SEGMENTS + 1)), f"'segments': too many segments (got {MAX_SEGMENTS + 1}); "
+                                                       f"allowed: at most {MAX_SEGMENTS}"),
+    (json.dumps([{"frames": 1, "keys": ["w"] * 200}] * 1000), "file too large"),
+    ("[" * 20_000 + "]" * 20_000, "JSON nested too deeply"),
+    ('[{"frames": ' + "1" * 5000 + "}]", "too many digits"),
+], ids=["segments", "size", "depth", "digits"])
+def test_json_programs_are_bounded(tmp_path, text, fragment):
+    """A program of a million segments took over a minute to load; deep or huge JSON was a traceback."""
+    path = write(tmp_path, text, "prog.json")
+    with pytest.raises(ConfigError) as err:
+        load_program(path)
+    assert str(path) in str(err.value) and fragment in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["prog.yaml", "prog.json"])
+def test_special_program_files_are_refused(tmp_path, make_special, name):
+    path = make_special(tmp_path / name)
+    with pytest.raises(ConfigError, match=f"is {make_special.kind}, not a regular file"):
+        load_program(path)

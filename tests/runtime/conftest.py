@@ -59,6 +59,7 @@ def make_loop(tiny_checkpoint, tmp_path):
     for loop in loops:
         if loop.running or loop.recording is not None:
             loop.close()
+        loop.stop_signal.uninstall()  # a kiosk loop that quit without close() still holds SIGTERM
 
 
 class FakePads:

@@ -145,6 +145,10 @@ def test_corrupt_action_logs(tiny_checkpoint, tmp_path, capsys, lines, message):
 
 def test_binary_action_log(tiny_checkpoint, tmp_path, capsys):
     log = write(tmp_path, "run.actions.jsonl", bytes(range(256)) * 4)
+    err = play(capsys, "--checkpoint", str(tiny_checkpoint), "--input", f"replay:{log}")
+    # read line by line: the first line (bytes 0-9) is UTF-8 but not JSON
+    assert f"{log}, line 1: invalid JSON" in err
+    log = write(tmp_path, "run.actions.jsonl", b"\xff\xfe" * 4)
     assert "cannot read action log" in play(capsys, "--checkpoint", str(tiny_checkpoint), "--input",
                                             f"replay:{log}")
 
@@ -158,7 +162,7 @@ def test_record_refuses_to_replace_a_log_beside_a_new_video(tiny_checkpoint, tmp
     assert log.read_text() == "precious\n" and not (tmp_path / "run.mp4").exists()
 
 
-def test_a_crash_mid_recording_leaves_only_the_partial_files(tiny_checkpoint, tmp_path):
+def test_a_crash_mid_recording_leaves_only_partial_files_the_next_recording_clears(tiny_checkpoint, tmp_path):
     """Killed while recording (SIGKILL: no cleanup runs), the final names never hold a half-written file."""
     out = tmp_path / "run.mp4"
     env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
@@ -176,9 +180,60 @@ def test_a_crash_mid_recording_leaves_only_the_partial_files(tiny_checkpoint, tm
         child.wait()
     assert len(partial) == 2, partial  # the video and the action log, under temporary names
     assert not out.exists() and not (tmp_path / "run.actions.jsonl").exists()
+    # the next recording into the folder clears them (a live player's are not touched)
+    live = write(tmp_path, f".other.partial-{os.getpid()}.mp4", b"still being written")
+    assert main(["play", "--headless", "--checkpoint", str(tiny_checkpoint), "--frames", "3", "--record",
+                 str(tmp_path / "next.mp4"), "--threads", "1"]) == 0
+    assert not any(p.exists() for p in partial) and live.exists()
 
 
 def test_an_unwritable_log_directory_is_a_clear_error(tiny_checkpoint, tmp_path, capsys):
     blocker = write(tmp_path, "logs", "a file where the log directory should be")
     assert "cannot write the log" in play(capsys, "--checkpoint", str(tiny_checkpoint), "--kiosk",
                                           "--log-dir", str(blocker / "sub"))
+
+
+def test_stats_file_is_not_replaced_without_overwrite(tiny_checkpoint, tmp_path, capsys):
+    stats = write(tmp_path, "stats.json", "precious\n")
+    err = play(capsys, "--checkpoint", str(tiny_checkpoint), "--stats", str(stats))
+    assert f"{stats} already exists; pass --overwrite" in err and stats.read_text() == "precious\n"
+    assert "is a folder" in play(capsys, "--checkpoint", str(tiny_checkpoint), "--stats", str(tmp_path),
+                                 "--overwrite")
+    assert main(["play", "--headless", "--frames", "2", "--checkpoint", str(tiny_checkpoint), "--stats", str(stats),
+                 "--overwrite"]) == 0
+    assert json.loads(stats.read_text())["frames"] == 2
+
+
+# ---- special files and unbounded counts ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["checkpoint config", "profile", "scheme", "program", "action log"])
+def test_special_files_are_refused_at_once(tiny_checkpoint, broken_checkpoint, tmp_path, capsys, make_special,
+                                           kind):
+    """A FIFO would block forever, /dev/zero read gigabytes: each is one line naming the file, before reading."""
+    if kind == "checkpoint config":
+        path = make_special(broken_checkpoint / "config.yaml")
+        err = play(capsys, "--checkpoint", str(broken_checkpoint))
+    else:
+        path = make_special(tmp_path / f"special-{kind.replace(' ', '-')}")
+        option = {"profile": ["--profile", str(path)], "scheme": ["--scheme", str(path)],
+                  "program": ["--input", f"scripted:{path}"], "action log": ["--input", f"replay:{path}"]}[kind]
+        err = play(capsys, "--checkpoint", str(tiny_checkpoint), *option)
+    assert str(path) in err and f"is {make_special.kind}, not a regular file" in err
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ("fps: 17.5", "fps: 0", "'fps': out of range (got 0.0); allowed: 0.1 to 1000.0"),
+    ("steps: 1", "steps: -3", "'sampling.steps': out of range (got -3); allowed: 1 to 1000"),
+    ("steps: 1", "steps: 1000000000", "'sampling.steps': out of range"),
+])
+def test_checkpoint_rates_and_counts_are_bounded(broken_checkpoint, tmp_path, capsys, old, new, message):
+    config = broken_checkpoint / "config.yaml"
+    config.write_text(config.read_text().replace(old, new))
+    assert message in play(capsys, "--checkpoint", str(broken_checkpoint), "--record", str(tmp_path / "run.mp4"))
+    assert not (tmp_path / "run.mp4").exists()
+
+
+def test_steps_option_is_bounded(tiny_checkpoint, capsys):
+    assert "--steps must be at most 1000, got 1001" in play(capsys, "--checkpoint", str(tiny_checkpoint),
+                                                            "--steps", "1001")

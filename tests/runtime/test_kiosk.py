@@ -192,3 +192,48 @@ def test_play_kiosk_error_goes_to_the_log_and_the_exit_status(tiny_checkpoint, t
     err = capsys.readouterr().err
     assert "'segments[0].frames': out of range" in err and "Traceback" not in err
     assert "out of range" in (tmp_path / "logs" / PLAYER_LOG_NAME).read_text()
+
+
+# ---- SIGTERM: the supervisor's stop, systemd, `kill` ------------------------------------------------------
+
+
+def test_stop_signal_is_a_flag_and_restores_the_previous_handler():
+    import signal
+
+    from worldsim.runtime.kiosk import StopSignal
+
+    previous = signal.getsignal(signal.SIGTERM)
+    stop = StopSignal()
+    stop.install()
+    assert signal.getsignal(signal.SIGTERM) != previous
+    signal.raise_signal(signal.SIGTERM)
+    assert stop.received
+    stop.uninstall()
+    assert signal.getsignal(signal.SIGTERM) == previous
+
+
+def test_sigterm_quits_the_kiosk_cleanly_and_finishes_its_recording(tiny_checkpoint, tmp_path):
+    """The player in its own process, recording, then SIGTERM: it must exit 0 with the recording in place."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    logs, video = tmp_path / "logs", tmp_path / "rec.mp4"
+    player = subprocess.Popen(
+        [sys.executable, "-m", "worldsim", "play", "--kiosk", "--headless", "--checkpoint", str(tiny_checkpoint),
+         "--frames", "1000000", "--fps", "20", "--threads", "1", "--record", str(video), "--log-dir", str(logs),
+         "--heartbeat", str(tmp_path / "beat")], env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "beat").exists():  # the loop is running (and recording)
+            assert player.poll() is None and time.monotonic() < deadline, "the player never started"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        player.send_signal(signal.SIGTERM)
+        assert player.wait(timeout=20) == 0
+    finally:
+        player.kill()
+    assert video.exists() and video.stat().st_size > 0 and (tmp_path / "rec.actions.jsonl").exists()
+    assert not list(tmp_path.glob(".*partial*"))
+    assert "SIGTERM: quitting" in (logs / PLAYER_LOG_NAME).read_text()

@@ -211,3 +211,33 @@ def test_the_player_dies_with_a_killed_supervisor(tmp_path):
             time.sleep(0.05)
     finally:
         process.kill()
+
+
+def test_stop_ends_a_real_player_cleanly_with_its_recording(tiny_checkpoint, tmp_path):
+    """SIGTERM (not the SIGKILL after the grace period) ends the kiosk player, which finishes its recording."""
+    heartbeat, video = tmp_path / HEARTBEAT_NAME, tmp_path / "rec.mp4"
+    command = [sys.executable, "-m", "worldsim", "play", "--kiosk", "--headless", "--checkpoint",
+               str(tiny_checkpoint), "--frames", "1000000", "--fps", "20", "--threads", "1", "--record", str(video),
+               "--log-dir", str(tmp_path / "logs"), "--heartbeat", str(heartbeat)]
+    config = SupervisorConfig(**{**FAST.__dict__, "heartbeat_timeout_s": 60.0, "startup_timeout_s": 120.0,
+                                 "kill_grace_s": 20.0})
+    log = open_log("worldsim.test_supervisor_real", tmp_path / SUPERVISOR_LOG_NAME, 100_000, 2)
+    supervisor = Supervisor(command, heartbeat, config, log)
+
+    def stop_once_playing():
+        deadline = time.monotonic() + 120
+        while not heartbeat.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        supervisor.stop()
+
+    threading.Thread(target=stop_once_playing, daemon=True).start()
+    try:
+        assert supervisor.run() == 0
+    finally:
+        close_log(log)
+    (end,) = supervisor.exits
+    assert end.stopped and end.code == 0, end.describe()
+    assert "ignored SIGTERM" not in (tmp_path / SUPERVISOR_LOG_NAME).read_text()
+    assert video.exists() and (tmp_path / "rec.actions.jsonl").exists()
+    assert not list(tmp_path.glob(".*partial*"))

@@ -28,7 +28,8 @@ def smoke_run(smoke_recipe, tmp_path_factory):
 
 def test_smoke_recipe_runs_every_stage(smoke_run):
     out, paths = smoke_run
-    assert [p.parent.name for p in paths] == ["vae", "diffusion", "consistency", "adversarial", "long"]
+    assert [p.parent.name for p in paths] == ["vae", "diffusion", "consistency", "unroll", "adversarial",
+                                                  "long"]
     for p in paths:
         assert (p / "config.yaml").exists() and (p / "generator.safetensors").exists()
     assert (out / "diffusion" / "log.jsonl").read_text().count("\n") >= 3

@@ -26,8 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from worldsim.checkpoint import swap_in_directory
 from worldsim.config import to_dict
 from worldsim.errors import WorldsimError
+from worldsim.files import parse_json, read_text
 from worldsim.models.generator import Generator, GeneratorConfig, StepPlan, plan_step
 
 FORMAT = "worldsim-onnx"
@@ -37,6 +39,8 @@ STEP_FILE = "generator_step.onnx"
 INT8_STEP_FILE = "generator_step.int8.onnx"
 DECODER_FILE = "decoder.onnx"
 MANIFEST_FILE = "export.json"
+EXPORT_FILES = (STEP_FILE, INT8_STEP_FILE, DECODER_FILE, MANIFEST_FILE)  # the int8 step may be added by the backend
+MAX_MANIFEST_BYTES = 1_000_000
 PLAN_INPUTS = ("rope_cos", "rope_sin", "sink_cos", "sink_sin", "key_index", "value_index", "sink_index", "store_sink",
                "mask")
 # Largest difference between onnxruntime and torch eager (float32, CPU) accepted over a verification rollout, in
@@ -177,10 +181,10 @@ def export_checkpoint(checkpoint, out_dir: str | Path, dtype: torch.dtype = torc
     """Export `checkpoint` (a loaded Checkpoint) into `out_dir`; returns the manifest written to export.json.
 
     Written into a temporary directory next to `out_dir` and renamed into place, so a failed export leaves nothing
-    half-written. `verify` runs the exported graphs against torch over a rollout that wraps the ring."""
+    half-written. `overwrite` replaces an earlier export only (see `check_out_dir`). `verify` runs the exported
+    graphs against torch over a rollout that wraps the ring."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise WorldsimError(f"{out_dir} exists and is not empty; pass --overwrite to replace it")
+    check_out_dir(out_dir, checkpoint.path, overwrite)
     try:
         import onnx  # noqa: F401 - the exporter needs it
     except ImportError:
@@ -208,18 +212,62 @@ def export_checkpoint(checkpoint, out_dir: str | Path, dtype: torch.dtype = torc
             "checkpoint_id": _checkpoint_id(checkpoint), "generator": to_dict(c),
             "vae": to_dict(checkpoint.config.vae), "files": files,
             "step_inputs": names, "step_outputs": outputs, "export_s": round(time.perf_counter() - start, 2),
+            # every file of the export (a graph over 2 GB keeps its weights in files beside it): what a later
+            # --overwrite may replace
+            "written": sorted({p.name for p in tmp.iterdir()} | {MANIFEST_FILE}),
         }
         _write_manifest(tmp, manifest)
         if verify:
             manifest["verified"] = verify_export(checkpoint, tmp)
             _write_manifest(tmp, manifest)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+        check_out_dir(out_dir, checkpoint.path, overwrite)  # again: the export took a while
+        swap_in_directory(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def check_out_dir(out_dir: Path, checkpoint_dir: Path | None, overwrite: bool) -> None:
+    """Refuse an --out whose replacement would lose files: the checkpoint's folder or one holding it, a file, a
+    link, a non-empty folder without `overwrite`, and with it any folder but an earlier export of only its own
+    files (the files its export.json lists)."""
+    if checkpoint_dir is not None:
+        source, target = Path(checkpoint_dir).resolve(), out_dir.resolve()
+        if target == source or target in source.parents:
+            raise WorldsimError(f"--out {out_dir} is the checkpoint's folder or holds it ({checkpoint_dir}); "
+                                "write the export to another folder")
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise WorldsimError(f"--out {out_dir} exists and is not a folder; allowed: a new or empty folder, or an "
+                            "earlier export with --overwrite")
+    entries = sorted(p.name for p in out_dir.iterdir()) if out_dir.exists() else []
+    if not entries:
+        return
+    if not overwrite:
+        raise WorldsimError(f"{out_dir} exists and is not empty; pass --overwrite to replace an earlier export "
+                            "there")
+    ours = _export_files(out_dir)
+    if ours is None:
+        raise WorldsimError(f"{out_dir} is not an earlier export (no readable {MANIFEST_FILE}), so --overwrite "
+                            "does not replace it; allowed: a new or empty folder, or an earlier export")
+    others = [name for name in entries if name not in ours]
+    if others:
+        raise WorldsimError(f"{out_dir} holds files an export did not write ({', '.join(others[:3])}), so "
+                            "--overwrite does not replace it; move them, or export to a new or empty folder")
+
+
+def _export_files(folder: Path) -> set[str] | None:
+    """The names an earlier export in `folder` wrote, from its manifest; None when it is not one."""
+    try:
+        manifest = parse_json(read_text(folder / MANIFEST_FILE, MAX_MANIFEST_BYTES))
+    except (WorldsimError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return None
+    written = manifest.get("written", [])  # exports from before the list have only EXPORT_FILES
+    if not isinstance(written, list):
+        return None
+    return set(EXPORT_FILES) | {name for name in written if isinstance(name, str)}
 
 
 def _write_manifest(folder: Path, manifest: dict) -> None:
@@ -239,16 +287,20 @@ def read_manifest(onnx_dir: str | Path, checkpoint) -> dict:
     if not path.exists():
         raise WorldsimError(f"{onnx_dir}: no {MANIFEST_FILE}; not a worldsim ONNX export (make one with "
                             "`worldsim export --checkpoint DIR --out DIR`)")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT or manifest.get("version", 0) > VERSION:
+    try:
+        manifest = parse_json(read_text(path, MAX_MANIFEST_BYTES))
+    except ValueError as err:
+        raise WorldsimError(f"{path}: {err}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(
+            manifest.get("version"), int) or manifest["version"] > VERSION:
         raise WorldsimError(f"{path}: not a worldsim ONNX export this version can read")
-    if manifest["generator"] != to_dict(checkpoint.config.generator) or manifest["vae"] != to_dict(
+    if manifest.get("generator") != to_dict(checkpoint.config.generator) or manifest.get("vae") != to_dict(
             checkpoint.config.vae):
         raise WorldsimError(f"{onnx_dir} was exported from a model of another shape than this checkpoint; "
                             "re-export it with `worldsim export`")
     expected = _checkpoint_id(checkpoint)
-    if "in-memory" not in (expected, manifest["checkpoint_id"]) and manifest["checkpoint_id"] != expected:
-        raise WorldsimError(f"{onnx_dir} was exported from checkpoint {manifest['checkpoint_id']}, this one is "
+    if "in-memory" not in (expected, manifest.get("checkpoint_id")) and manifest.get("checkpoint_id") != expected:
+        raise WorldsimError(f"{onnx_dir} was exported from checkpoint {manifest.get('checkpoint_id')}, this one is "
                             f"{expected}; re-export it with `worldsim export`")
     return manifest
 

@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize", default="none", choices=("none", "int8"),
                         help="also write a dynamically int8-quantised step for CPU (its quality cost: worldsim bench)")
     parser.add_argument("--no-verify", action="store_true", help="skip the rollout check against torch")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out directory")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier export in --out (never a folder holding other files)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -40,6 +40,7 @@ from tqdm import tqdm
 from worldsim.conditioning import Scheme
 from worldsim.config import ConfigError
 from worldsim.data.storage import (
+    TEMP_FILE,
     CorruptDataWarning,
     DatasetIndex,
     EpisodeEntry,
@@ -48,6 +49,7 @@ from worldsim.data.storage import (
     iter_episodes,
 )
 from worldsim.errors import WorldsimError
+from worldsim.leftovers import remove_stale_files
 
 DEFAULT_RESOLUTION = (128, 96)  # (width, height) of the shipped world's model
 DEFAULT_WINDOW = 9
@@ -249,6 +251,7 @@ class LatentCache:
     def build(self, encode: Encoder, batch_size: int = 256, split: str | None = None,
               progress: bool = False) -> int:
         """Encode every episode that has no up-to-date latents; returns how many were encoded."""
+        remove_stale_files(self.dir, TEMP_FILE)  # what a killed build left half-written
         todo = self.missing(split)
         if not todo:
             return 0

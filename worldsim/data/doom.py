@@ -17,7 +17,7 @@ Calibration (measured on ViZDoom 1.3.2; tests/data/test_doom_env.py checks it):
 
 ViZDoom writes `_vizdoom.ini` (its config path) and a `_vizdoom/` folder (into the working directory, during
 `init`). Both go to a private temporary folder that `close` removes: recording never litters the user's
-folder.
+folder. The engine process and its shared memory go when the recorder does, even killed (doom_guard.py).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import numpy as np
 
 from worldsim.conditioning import Scheme
 from worldsim.config import ASSETS_DIR, ConfigError, load, rng, to_dict
+from worldsim.data import doom_guard
 from worldsim.data.env import StepInfo
 from worldsim.errors import WorldsimError
 
@@ -152,11 +153,13 @@ class DoomEnv:
         self._check_map(config, config_file, scenario_wad or game_wad)
         self._buttons, self._encode = self._action_mapping(scheme, config, config_file)
 
+        doom_guard.sweep()  # engines and shared memory of recorders killed earlier
         self._scratch = tempfile.mkdtemp(prefix="worldsim-vizdoom-")
         game = vzd.DoomGame()
+        guard = doom_guard.EngineGuard(self._scratch)  # from before init: a kill at any point is cleaned up
         # Runs on close(), garbage collection or interpreter exit: engine first (it saves its .ini on the way
-        # out), then its scratch folder.
-        self._cleanup = weakref.finalize(self, _shut_down, game, self._scratch)
+        # out), then its watchdog and its scratch folder.
+        self._cleanup = weakref.finalize(self, _shut_down, game, guard, self._scratch)
         game.set_doom_config_path(os.path.join(self._scratch, "_vizdoom.ini"))
         game.set_doom_game_path(str(game_wad))
         if scenario_wad is not None:
@@ -189,6 +192,7 @@ class DoomEnv:
                 raise WorldsimError(f"ViZDoom failed to start ({config_file or 'config'}): {err}") from None
             finally:
                 os.chdir(previous)
+        guard.started()
         self._game = game
         self._last: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -321,10 +325,13 @@ class DoomEnv:
         self.close()
 
 
-def _shut_down(game: Any, scratch: str) -> None:
+def _shut_down(game: Any, guard: doom_guard.EngineGuard, scratch: str) -> None:
+    clean = False
     try:
         game.close()
+        clean = True
     finally:
+        guard.close(clean)  # not clean: the watchdog kills the engine and removes its shared memory
         shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -7,11 +7,15 @@
 
 Episodes are seeded from (dataset seed, episode id), so the same seed records byte-identical arrays, and
 appending to a dataset continues with fresh episodes instead of repeating old ones. The index is saved after
-every episode: an interrupted recording keeps every finished episode and leaves no half-written one behind.
+every episode: an interrupted recording keeps every finished episode and leaves no half-written one behind, and
+running the same command again records the episode ids it lacks, which gives the data (and the train/val split)
+of an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -48,51 +52,103 @@ def episode_seed(dataset_seed: int, episode_id: int) -> int:
     return int(np.random.SeedSequence([dataset_seed, episode_id]).generate_state(1)[0])
 
 
-def open_dataset(out: str | Path, info: dict[str, Any], append: bool) -> DatasetIndex:
-    """A new dataset in a new or empty folder, or (append) the existing one if it holds the same data."""
+def recording_request(env: Env, policy: Policy, episodes: int, steps: int, seed: int,
+                      val_fraction: float) -> dict[str, Any]:
+    """What decides a recording's data (as JSON): a rerun with the same request continues an unfinished
+    recording; a rerun with another one is refused."""
+    request = {"episodes": episodes, "steps": steps, "seed": seed, "val_fraction": val_fraction,
+               "policy": policy.metadata(), "env": env.metadata()}
+    return json.loads(json.dumps(request))
+
+
+def open_dataset(out: str | Path, info: dict[str, Any], request: dict[str, Any], append: bool) -> DatasetIndex:
+    """Call holding `storage.lock_dataset`. A new dataset (in a new or empty folder, or over a dataset whose
+    recording stopped during its first episode); the unfinished recording of the same request, to continue; or
+    (append) a finished dataset of the same data, with `request` as its next recording."""
     out = Path(out).absolute()  # writer threads must not follow a later chdir (ViZDoom's init makes one)
-    if out.exists() and not out.is_dir():
-        raise WorldsimError(f"--out {out} is a file, not a directory")
-    if out.is_dir() and any(out.iterdir()) and not _is_empty_dataset(out):
-        if not append:
-            raise WorldsimError(f"{out} already exists and is not empty; pass --append to add episodes to "
-                                f"it, or choose another --out (existing data is never overwritten)")
-        index = DatasetIndex.load(out)
-        diffs = [f"{k}: dataset has {index.info.get(k)!r}, this recording has {info[k]!r}"
-                 for k in COMPATIBLE_KEYS if index.info.get(k) != info[k]]
-        if diffs:
-            raise WorldsimError(f"cannot append to {out}: {'; '.join(diffs)}")
+    index = DatasetIndex.load(out) if (out / storage.INDEX_FILE).exists() else None
+    if index is not None:
+        storage.remove_leftovers(index)
+    if index is None or not index.episodes:
+        index = DatasetIndex(out, info, recording={"first_episode": 0, "request": request, "complete": False})
+        index.save()
         return index
-    out.mkdir(parents=True, exist_ok=True)
-    index = DatasetIndex(out, info)
+    diffs = [f"{k}: {index.info.get(k)!r} in the dataset, {info[k]!r} now"
+             for k in COMPATIBLE_KEYS if index.info.get(k) != info[k]]
+    if not index.complete:
+        done = index.progress()
+        if append:
+            raise WorldsimError(f"{out} holds an unfinished recording ({done}); finish it first by running the "
+                                "command that started it again, without --append")
+        diffs += _differences(index.recording["request"], request)
+        if diffs:
+            raise WorldsimError(f"{out} holds an unfinished recording ({done}) made with other arguments: "
+                                f"{'; '.join(diffs)}. Run it again with the same arguments to finish it, or "
+                                "choose another --out")
+        return index
+    if not append:
+        raise WorldsimError(f"{out} already exists and is not empty; pass --append to add episodes to "
+                            f"it, or choose another --out (existing data is never overwritten)")
+    if diffs:
+        raise WorldsimError(f"cannot append to {out}: {'; '.join(diffs)}")
+    index.recording = {"first_episode": index.next_episode_id(), "request": request, "complete": False}
     index.save()
     return index
 
 
-def _is_empty_dataset(folder: Path) -> bool:
-    """A dataset with no episode yet (a recording stopped during its first episode): safe to start over."""
-    if {p.name for p in folder.iterdir() if not p.name.endswith(".tmp")} != {storage.INDEX_FILE}:
-        return False
-    try:
-        return not DatasetIndex.load(folder).episodes
-    except WorldsimError:
-        return False
+def _differences(old: Any, new: Any, key: str = "") -> list[str]:
+    """'steps: 30 in the dataset, 40 now' for every leaf that differs between two JSON values."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(old.keys() | new.keys())
+                for d in _differences(old.get(k), new.get(k), f"{key}.{k}" if key else k)]
+    return [] if old == new else [f"{key}: {old!r} in the dataset, {new!r} now"]
+
+
+def _check_target(out: Path, append: bool) -> None:
+    """Refuse a file, or a folder of someone else's files, before anything is written into it."""
+    if out.exists() and not out.is_dir():
+        raise WorldsimError(f"--out {out} is a file, not a directory")
+    if not out.is_dir() or (out / storage.INDEX_FILE).exists():
+        return
+    # Only the lock or a temporary file (a recording killed at its start) may be there already.
+    if any(p.name != storage.LOCK_FILE and not storage.TEMP_FILE.match(p.name) for p in out.iterdir()):
+        if append:
+            DatasetIndex.load(out)  # raises: not a worldsim dataset
+        raise WorldsimError(f"{out} already exists and is not empty; pass --append to add episodes to "
+                            f"it, or choose another --out (existing data is never overwritten)")
 
 
 def record(env: Env, policy: Policy, out: str | Path, *, episodes: int, steps: int, seed: int,
            val_fraction: float = 0.1, append: bool = False, chunk_frames: int = storage.DEFAULT_CHUNK_FRAMES,
            progress: bool = True, background_writes: bool = True) -> DatasetIndex:
-    """Record `episodes` episodes of up to `steps` steps each (steps + 1 frames; fewer if an episode ends)."""
+    """Record `episodes` episodes of up to `steps` steps each (steps + 1 frames; fewer if an episode ends).
+    Into a folder that holds an unfinished recording of the same arguments, records the episodes it lacks."""
     if episodes < 1 or steps < 1:
         raise WorldsimError(f"--episodes and --steps must be at least 1, got {episodes} and {steps}")
     if not 0.0 <= val_fraction < 1.0:
         raise WorldsimError(f"validation fraction must be in [0, 1), got {val_fraction}")
     if chunk_frames < 1:
         raise WorldsimError(f"--chunk-frames must be at least 1, got {chunk_frames}")
-    index = open_dataset(out, dataset_info(env), append)
-    first = index.next_episode_id()
-    ids = list(range(first, first + episodes))
-    splits = storage.assign_splits(ids, val_fraction, seed)
+    root = Path(out).absolute()
+    _check_target(root, append)
+    request = recording_request(env, policy, episodes, steps, seed, val_fraction)
+    with storage.lock_dataset(root):
+        index = open_dataset(root, dataset_info(env), request, append)
+        _record_missing(env, policy, index, chunk_frames, progress, background_writes)
+    return index
+
+
+def _record_missing(env: Env, policy: Policy, index: DatasetIndex, chunk_frames: int, progress: bool,
+                    background_writes: bool) -> None:
+    """Record the episodes the index's recording lacks, then mark the recording complete."""
+    recording = index.recording
+    first, request = recording["first_episode"], recording["request"]
+    seed, steps, episodes = request["seed"], request["steps"], request["episodes"]
+    ids = index.missing()
+    if len(ids) < episodes:
+        print(f"{index.root}: continuing an interrupted recording ({index.progress()})", file=sys.stderr)
+    # Split the whole recording, not what is left of it: a continued recording splits as an uninterrupted one.
+    splits = storage.assign_splits(list(range(first, first + episodes)), request["val_fraction"], seed)
     scheme = env.scheme
     no_op = np.zeros(len(scheme.control_names), dtype=np.float32)
     width, height = env.resolution
@@ -110,7 +166,7 @@ def record(env: Env, policy: Policy, out: str | Path, *, episodes: int, steps: i
             index.save()
 
     with ChunkWriter(background=background_writes) as chunks, \
-            tqdm(total=episodes * (steps + 1), unit="frame", disable=not progress, desc="record") as bar:
+            tqdm(total=len(ids) * (steps + 1), unit="frame", disable=not progress, desc="record") as bar:
         try:
             for episode_id in ids:
                 ep_seed = episode_seed(seed, episode_id)
@@ -132,7 +188,8 @@ def record(env: Env, policy: Policy, out: str | Path, *, episodes: int, steps: i
                     break
         finally:
             settle(wait=True)  # finished episodes are kept even when recording stops on an error or Ctrl-C
-    return index
+    recording["complete"] = True  # saved last: a recording killed before this is continued by a rerun
+    index.save()
 
 
 def _play_episode(env: Env, policy: Policy, writer: EpisodeWriter, seed: int, steps: int, no_op: np.ndarray,

@@ -2,6 +2,9 @@
 
     worldsim record --env doom --episodes 100 --steps 1000 --out data/doom --seed 0
     worldsim record --env doom --input keyboard --episodes 1 --steps 5000 --out data/mine   # play it yourself
+
+Stopped or killed, the same command run again finishes the dataset: the episodes it lacks are recorded from
+their own seeds, so the data and the train/val split are those of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -24,13 +27,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="engine config: a shipped name (e.g. freedoom2_map02) or a YAML path "
                              "(default: the shipped world, assets/doom/freedoom2_map01.yaml)")
     parser.add_argument("--scheme", default="camera", help="conditioning scheme: camera, keys or a YAML path")
-    parser.add_argument("--out", required=True, help="dataset directory (created; must be new or empty)")
+    parser.add_argument("--out", required=True,
+                        help="dataset directory (created; must be new or empty, or hold an interrupted recording "
+                             "made with the same arguments, which this run finishes)")
     parser.add_argument("--episodes", type=int, default=10, help="episodes to record")
     parser.add_argument("--steps", type=int, default=1000, help="steps per episode (frames = steps + 1)")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed: same seed, same data")
     parser.add_argument("--val-fraction", type=float, default=0.1,
                         help="fraction of the episodes held out for validation (by episode)")
-    parser.add_argument("--append", action="store_true", help="add episodes to an existing dataset directory")
+    parser.add_argument("--append", action="store_true",
+                        help="add --episodes more episodes to a finished dataset directory")
     parser.add_argument("--input", default="policy", choices=("policy", "keyboard"),
                         help="who plays: the scripted explorer, or you with keyboard and mouse in a window")
     parser.add_argument("--policy-config", default=None, help="YAML tuning the explorer (ExploreConfig)")

@@ -24,13 +24,21 @@ Every file is written atomically (temporary file in the same folder, fsync, `os.
 leaves either the old file or the new one, never half of one, and temporary files (`.*.tmp`) are never read.
 Chunks are written before the index that lists them. Reading skips corrupt, truncated or missing chunks with a
 `CorruptDataWarning` naming the file, so one bad file never stops a training run.
+
+The index also holds the recording that is filling the dataset (`recording`: what was asked for, from which
+episode id on, and `complete`, set by the save after its last episode). A killed recording leaves it incomplete;
+rerunning the same command continues it, and training refuses to start on it. A recorder holds `.recording.lock`
+(an flock, released by the kernel when the recorder dies) and clears what a killed one left behind: temporary
+files of dead writers and chunks the index never listed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import re
 import threading
 import warnings
 import zipfile
@@ -45,6 +53,12 @@ from typing import IO, Any
 import numpy as np
 
 from worldsim.errors import WorldsimError
+from worldsim.leftovers import remove_stale_files
+
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None
 
 FORMAT = "worldsim-episodes"
 FORMAT_VERSION = 1
@@ -57,6 +71,9 @@ COMPRESS_LEVEL = 1  # deflate: ~2.8k frames/s per core at 160x120; level 6 is 1.
 WRITE_THREADS = 2  # deflate runs without the GIL: two chunks compress at once while the engine renders
 MAX_PENDING_CHUNKS = 4  # chunks in flight before the recorder waits (bounds memory: ~30 MB each at 160x120)
 LOAD_THREADS = 2  # zlib releases the GIL, so decompression of several chunks runs in parallel
+LOCK_FILE = ".recording.lock"
+TEMP_FILE = re.compile(r"^\..+\.(?P<pid>\d+)\.\d+\.tmp$")  # atomic_write's temporary names
+CHUNK_FILE = re.compile(r"^ep\d{6}-c\d{3}\.npz$")
 
 
 class CorruptDataError(WorldsimError):
@@ -246,10 +263,31 @@ class DatasetIndex:
     root: Path
     info: dict[str, Any]  # engine, resolution, frame_skip, scheme, encoding: identical for every episode
     episodes: list[EpisodeEntry] = field(default_factory=list)
+    # The latest recording: {"first_episode", "request" (episodes, steps, seed, ...), "complete"}. None in
+    # datasets from before it was kept: those are taken as complete.
+    recording: dict[str, Any] | None = None
 
     @property
     def path(self) -> Path:
         return self.root / INDEX_FILE
+
+    @property
+    def complete(self) -> bool:
+        """False while a recording is unfinished (still running, or killed: rerun it to finish)."""
+        return self.recording is None or bool(self.recording.get("complete"))
+
+    def missing(self) -> list[int]:
+        """Episode ids the latest recording asked for that the index does not hold yet."""
+        if self.recording is None:
+            return []
+        first, count = int(self.recording["first_episode"]), int(self.recording["request"]["episodes"])
+        recorded = {e.id for e in self.episodes}
+        return [i for i in range(first, first + count) if i not in recorded]
+
+    def progress(self) -> str:
+        """'5 of 8 episodes recorded', for the latest recording."""
+        asked = self.recording["request"]["episodes"] if self.recording else len(self.episodes)
+        return f"{asked - len(self.missing())} of {asked} episodes recorded"
 
     def select(self, split: str | None = None) -> list[EpisodeEntry]:
         """Episodes of one split (None: all)."""
@@ -271,6 +309,7 @@ class DatasetIndex:
             "frames": self.frames(),
             "splits": {s: {"episodes": len(self.select(s)), "frames": self.frames(s)} for s in SPLITS},
             "episodes": [e.to_json() for e in self.episodes],
+            "recording": self.recording,
         })
 
     @staticmethod
@@ -294,9 +333,46 @@ class DatasetIndex:
                                 f"allowed: {FORMAT_VERSION}")
         try:
             episodes = [EpisodeEntry.from_json(e) for e in data["episodes"]]
-            return DatasetIndex(root, dict(data["info"]), episodes)
+            recording = data.get("recording")
+            if recording is not None:
+                request = {**recording["request"], "episodes": int(recording["request"]["episodes"])}
+                recording = {"first_episode": int(recording["first_episode"]), "request": request,
+                             "complete": bool(recording["complete"])}
+            return DatasetIndex(root, dict(data["info"]), episodes, recording)
         except (KeyError, TypeError, ValueError) as err:
             raise CorruptDataError(f"{path}: malformed index ({type(err).__name__}: {err})") from None
+
+
+@contextlib.contextmanager
+def lock_dataset(root: Path) -> Iterator[None]:
+    """Hold the dataset's recording lock (creating `root`): one recorder at a time. The kernel drops the lock
+    when its holder dies, so a killed recorder never blocks the next one."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_FILE, "a") as fh:
+        if fcntl is None:  # not POSIX: no lock
+            yield
+            return
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WorldsimError(f"another worldsim process is recording into {root}; wait for it to finish, "
+                                "or record elsewhere") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def remove_leftovers(index: DatasetIndex) -> list[Path]:
+    """Delete what a killed recorder left in the dataset: temporary files of dead writers, and chunks the index
+    does not list (written after its last save). Call it holding `lock_dataset`: no recorder is running then."""
+    removed = remove_stale_files(index.root, TEMP_FILE)
+    listed = {f.name for e in index.episodes for f in e.files}
+    for path in sorted(index.root.glob("ep*.npz")):
+        if CHUNK_FILE.match(path.name) and path.name not in listed:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def assign_splits(episode_ids: list[int], val_fraction: float, seed: int) -> dict[int, str]:

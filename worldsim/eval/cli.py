@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from worldsim.config import MAX_SAMPLING_STEPS
 from worldsim.errors import WorldsimError
 from worldsim.eval.evaluate import DTYPES, ENGINE, EvalConfig, evaluate
 from worldsim.eval.ground_truth import DEFAULT_SEED
@@ -52,6 +53,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-video", action="store_true", help="skip the side-by-side MP4")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the metrics, charts and video of an earlier evaluation in --out")
+
+
+def _refuse_earlier_results(out: Path, overwrite: bool) -> None:
+    """An evaluation replaces metrics.json, its charts and its video in --out: not without --overwrite."""
+    from worldsim.eval import report
+
+    names = [report.METRICS_FILE, report.VIDEO_FILE, *(f"{key}_per_frame.png" for key in report.PER_FRAME_CHARTS),
+             *(f"{key}_per_window.png" for key in report.PER_WINDOW_CHARTS)]
+    if out.exists() and not out.is_dir():
+        raise WorldsimError(f"--out {out} exists and is not a folder; allowed: a new folder, or an earlier "
+                            "evaluation's with --overwrite")
+    existing = [name for name in names if (out / name).exists()]
+    if existing and not overwrite:
+        raise WorldsimError(f"{out / existing[0]} already exists (an earlier evaluation); pass --overwrite to "
+                            "replace its results, or choose another --out")
 
 
 def _train_idm(args: argparse.Namespace) -> None:
@@ -84,8 +102,9 @@ def run(args: argparse.Namespace) -> int:
         raise WorldsimError("--checkpoint and --out are required (or --train-idm --data DATASET --idm DIR)")
     if args.frames < 1 or args.episodes < 1 or args.window < 1:
         raise WorldsimError("--frames, --episodes and --window must be at least 1")
-    if args.steps is not None and args.steps < 1:
-        raise WorldsimError(f"--steps must be at least 1, got {args.steps}")
+    if args.steps is not None and not 1 <= args.steps <= MAX_SAMPLING_STEPS:
+        raise WorldsimError(f"--steps must be 1 to {MAX_SAMPLING_STEPS}, got {args.steps}")
+    _refuse_earlier_results(Path(args.out), args.overwrite)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise WorldsimError(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
     if args.idm and not (Path(args.idm) / "config.yaml").exists():

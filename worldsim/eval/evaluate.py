@@ -63,6 +63,17 @@ DEFINITIONS = {
                                 "candidate's and the engine's frames, pooled over episodes.",
     "drift_ratio": "last window / first window of a windowed metric.",
     "speed": "open-loop rollout only (condition + generate + decode per frame, batch 1), wall time.",
+    "degeneration": "the no-reference degeneration detector (worldsim/eval/degeneration.py), fitted on engine "
+                    "frames of reference_episodes episodes recorded under seed + 1: per frame, flagged "
+                    "when its cues (streaks, flat tiles, saturation, gradients, colours) are farther from the "
+                    "nearest reference frame than 1.25x the 99th percentile of real frames of an unseen reference "
+                    "episode; fired once frames stay flagged "
+                    "for `persistence` frames in a row. engine: the held-out engine frames (the false-positive "
+                    "rate). first_fired: per episode, the frame it first fired at (null: never).",
+    "probes": "behaviour probes (worldsim/eval/probes.py): stand still a minute, walk into a wall, strafe, turn in "
+              "place; scripted controls replayed in the engine and the model from the engine's first frame.",
+    "beats_copy_first": "share of frames h >= 24 at which the model's open-loop PSNR (mean over episodes) is above "
+                        "copy_first's.",
 }
 
 
@@ -79,6 +90,12 @@ class EvalConfig:
     dtype: str = "float32"
     video: bool = True
     noise_seed: int = 0  # the session's noise seed
+    context_noise: float | None = field(default=None, metadata=rng(0.0, 1.0))  # None: the checkpoint's level
+    probes: bool = True  # replay the behaviour probes (worldsim/eval/probes.py) in engine and model
+    detector: bool = True  # judge the open-loop frames with the degeneration detector (worldsim/eval/degeneration.py)
+    # engine frames the detector is fitted on, recorded under seed + 1 (never the judged sequences)
+    reference_episodes: int = field(default=24, metadata=rng(2, 10_000))
+    reference_frames: int = field(default=400, metadata=rng(1, 1_000_000))
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -193,7 +210,7 @@ def evaluate(checkpoint: str | Path, out: str | Path, config: EvalConfig = EvalC
     out = Path(out)
     ckpt = load_checkpoint(checkpoint)
     session = WorldSession(ckpt, device=config.device, dtype=getattr(torch, config.dtype),
-                           seed=config.noise_seed, steps=config.steps)
+                           seed=config.noise_seed, steps=config.steps, context_noise=config.context_noise)
     encoding = ckpt.config.encoding
     judge = load_idm(idm) if isinstance(idm, (str, Path)) else idm
     if judge is not None:
@@ -202,6 +219,9 @@ def evaluate(checkpoint: str | Path, out: str | Path, config: EvalConfig = EvalC
     spec = GroundTruthSpec(config.seed, config.episodes, config.frames, config.doom)
     episodes = load_ground_truth(gt_dir, spec, session.scheme, progress)
     out.mkdir(parents=True, exist_ok=True)
+
+    detector = _detector(gt_dir, config, session, out, progress) if config.detector else None
+    judged: dict[str, list[dict]] = {}  # detector verdicts per candidate and episode
 
     # 2. per episode: candidates, scores, and the video of the first one
     windows = windows_of(config.frames, config.window)
@@ -217,6 +237,9 @@ def evaluate(checkpoint: str | Path, out: str | Path, config: EvalConfig = EvalC
         candidates[ENGINE] = Candidate(real[1:], real[:-1])
         for name, candidate in candidates.items():
             scores.setdefault(name, []).append(score(candidate, real[1:], commanded, windows, judge))
+        if detector is not None:
+            for name in ("model", ENGINE):
+                judged.setdefault(name, []).append(detector.judge(candidates[name].frames))
         if number == 0 and config.video:
             model = np.concatenate([candidates["model"].previous[:1], candidates["model"].frames])
             video = report.write_video(out / report.VIDEO_FILE, real, model, episode.actions, session.scheme,
@@ -244,12 +267,56 @@ def evaluate(checkpoint: str | Path, out: str | Path, config: EvalConfig = EvalC
         "headline": {},
         **summarize(scores, config, windows),
     }
+    if detector is not None:
+        summary["degeneration"] = _degeneration_summary(detector, judged, windows)
+    summary["beats_copy_first"] = _beats_copy_first(summary)
+    if config.probes:
+        from worldsim.eval.probes import run_probes, write_probe_sheet
+
+        probes = run_probes(session, config.doom)
+        summary["probes"] = {k: v for k, v in probes.items() if k != "_frames"}
+        summary["probes"]["sheet"] = write_probe_sheet(out, probes["_frames"]).name
     summary["headline"] = headline(summary)
     # 4. files
     summary["plots"] = report.write_plots(out, summary)
     summary["video"] = video
     report.write_metrics(out, summary)
     return summary
+
+
+def _detector(gt_dir: Path, config: EvalConfig, session, out: Path, progress: bool):
+    """The degeneration detector of this world, fitted on engine episodes recorded under the next seed (never
+    the held-out sequences it is then judged on), and saved to OUT/detector."""
+    from worldsim.data.dataset import resize_frames
+    from worldsim.eval.degeneration import DegenerationDetector
+
+    reference_spec = GroundTruthSpec(config.seed + 1, config.reference_episodes, config.reference_frames, config.doom)
+    reference_dir = gt_dir.with_name(gt_dir.name + "-reference")
+    height, width = session.image_size
+    reference = [resize_frames(e.frames, (width, height))
+                 for e in load_ground_truth(reference_dir, reference_spec, session.scheme, progress)]
+    detector = DegenerationDetector.fit(reference)
+    detector.save(out / "detector")
+    return detector
+
+
+def _degeneration_summary(detector, judged: dict[str, list[dict]], windows: list[slice]) -> dict:
+    table = {"threshold": detector.threshold, "persistence": detector.config.persistence}
+    for name, verdicts in judged.items():
+        flagged = np.stack([v["flagged"] for v in verdicts])  # (episodes, F)
+        fired = np.stack([v["fired"] for v in verdicts])
+        table[name] = {"first_fired": [v["first_fired"] for v in verdicts],
+                       "flagged_fraction": float(flagged.mean()), "fired_fraction": float(fired.mean()),
+                       "flagged_windows": [float(flagged[:, w].mean()) for w in windows]}
+    return table
+
+
+def _beats_copy_first(summary: dict) -> float | None:
+    model = np.array(summary["per_frame"]["psnr"]["model"])
+    first = np.array(summary["per_frame"]["psnr"]["copy_first"])
+    if len(model) < 24:
+        return None
+    return float((model[23:] > first[23:]).mean())
 
 
 def _sum_stages(speeds: list[RolloutSpeed]) -> dict[str, float]:
@@ -270,7 +337,14 @@ def headline(summary: dict) -> dict:
         **({"turned_previous_psnr": psnr["turned_previous"]["mean"]} if "turned_previous" in psnr else {}),
         "sharpness_ratio_drift": summary["sharpness_ratio"]["model"]["drift_ratio"],
         "frames_per_s": summary["speed"]["frames_per_s"],
+        "beats_copy_first": summary.get("beats_copy_first"),
     }
+    if summary.get("degeneration"):
+        line["degeneration_first_fired"] = summary["degeneration"]["model"]["first_fired"]
+        line["degeneration_flagged"] = summary["degeneration"]["model"]["flagged_fraction"]
+        line["degeneration_engine_flagged"] = summary["degeneration"][ENGINE]["flagged_fraction"]
+    if summary.get("probes"):
+        line["probes_passed"] = {k: v["passed"] for k, v in summary["probes"].items() if isinstance(v, dict)}
     if summary.get("action_agreement"):
         line["action_agreement"] = summary["action_agreement"]["model"]["mean"]["all"]
         line["action_agreement_engine"] = summary["action_agreement"][ENGINE]["mean"]["all"]

@@ -16,7 +16,6 @@ scripted:explore`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -24,13 +23,14 @@ from typing import Any
 
 import pygame
 
-from worldsim.config import ASSETS_DIR, ConfigError, from_dict, load_yaml, rng
+from worldsim.config import ASSETS_DIR, ConfigError, from_dict, load_json, load_yaml, rng
 from worldsim.input.sources import Command
 from worldsim.input.state import GAMEPAD_AXES, GAMEPAD_BUTTONS, KEY_NAMES, MOUSE_BUTTONS, ControllerState
 
 PROGRAMS_DIR = ASSETS_DIR / "programs"
 DEFAULT_PROGRAM = "explore"  # what `--input scripted` plays without a file
 MAX_SEGMENT_FRAMES = 1_000_000
+MAX_SEGMENTS = 10_000  # a hand-written program has tens; a million took over a minute to load
 MAX_MOUSE_PIXELS = 10_000.0
 TRIGGERS = ("trigger_left", "trigger_right")
 
@@ -78,10 +78,10 @@ def load_program(name_or_path: str | Path) -> ActionProgram:
     """A shipped program by name or a YAML/JSON file by path; a mistake is a ConfigError naming file, key."""
     registry = shipped_programs()
     path = registry.get(str(name_or_path)) or Path(name_or_path)
-    if not path.is_file():
+    if not path.exists():  # a folder, FIFO or device is refused by the loader, naming what it is
         raise ConfigError(path, "", "no such program file or shipped program name", str(name_or_path),
                           ", ".join(registry) + ", or a path to a .yaml/.json file")
-    data = _read_json(path) if path.suffix.lower() == ".json" else load_yaml(path)
+    data = load_json(path) if path.suffix.lower() == ".json" else load_yaml(path)
     return program_from_data(data, path)
 
 
@@ -90,22 +90,13 @@ def program_from_data(data: Any, file: str | Path | None = None) -> ActionProgra
         data = {"segments": data}
     if isinstance(data, dict) and "name" not in data and file is not None:
         data = {**data, "name": Path(file).stem}
+    segments = data.get("segments") if isinstance(data, dict) else None
+    if isinstance(segments, list) and len(segments) > MAX_SEGMENTS:
+        raise ConfigError(file, "segments", "too many segments", len(segments), f"at most {MAX_SEGMENTS}")
     program = from_dict(ActionProgram, data, file=file)
     for i, segment in enumerate(program.segments):
         _check_names(segment, file, f"segments[{i}]")
     return program
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(path, "", f"cannot read file: {err}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        where = f"line {err.lineno}, column {err.colno}"
-        raise ConfigError(path, "", f"invalid JSON at {where}: {err.msg}") from None
 
 
 def _check_names(segment: Segment, file: str | Path | None, path: str) -> None:

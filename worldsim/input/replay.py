@@ -11,18 +11,22 @@ Line 1 is the header: the scheme, encoding, seed, sampler steps and a fingerprin
 was played with. Every following line is either a world reset or one generated frame: the `ControllerState`
 that drove it (`ControllerState.to_json`) and the sha256 of the frame's RGB bytes, so a replay can check it is
 bit-exact. A log always starts at a reset, because a frame depends on everything since the last reset.
+A log is checked line by line when it is opened and streamed during a replay, so its length costs no memory.
 """
 
 from __future__ import annotations
 
 import json
+import string
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pygame
 
-from worldsim.config import ConfigError, from_dict, to_dict
+from worldsim import files
+from worldsim.config import MAX_NUMBER, MAX_SAMPLING_STEPS, ConfigError, from_dict, rng, to_dict
 from worldsim.errors import WorldsimError
 from worldsim.input.sources import Command
 from worldsim.input.state import ControllerState
@@ -32,6 +36,12 @@ LOG_VERSION = 1
 LOG_SUFFIX = ".actions.jsonl"
 ENTRY_KEYS = {"reset": "a world reset", "frame": "frame index since the reset",
               "state": "the ControllerState", "sha256": "hash of the frame's RGB bytes"}
+# A frame line is about 200 bytes, so the cap is some 15 hours of play at 24 fps. Logs are read line by line (memory
+# stays flat however long the log); the cap bounds the time the check before playing takes.
+MAX_LOG_BYTES = 256 << 20
+MAX_LINE_BYTES = 64 << 10
+MAX_THREADS = 1024
+MAX_FPS = 1000.0
 
 
 class ActionLogError(WorldsimError):
@@ -43,17 +53,19 @@ class ActionLogHeader:
     scheme: str  # the scheme's name (or file) the states were resolved with
     encoding: dict  # that scheme's encoding (the model's condition space)
     seed: int
-    steps: int  # sampler steps per frame
+    steps: int = field(metadata=rng(1, MAX_SAMPLING_STEPS))  # sampler steps per frame
     checkpoint: str  # fingerprint of the checkpoint's files: another checkpoint cannot replay exactly
     format: str = LOG_FORMAT
     version: int = LOG_VERSION
     checkpoint_path: str = ""
     device: str = "cpu"
     dtype: str = "float32"
-    threads: int = 0  # torch CPU threads: float reductions, hence frames, may differ with another count
-    fps: float = 0.0
+    # torch CPU threads: float reductions, hence frames, may differ with another count
+    threads: int = field(default=0, metadata=rng(0, MAX_THREADS))
+    fps: float = field(default=0.0, metadata=rng(0.0, MAX_FPS))
     video: str = ""  # the MP4 recorded alongside, if any
-    video_first_frame: int = 0  # logged frames before the video's first: the history since the last reset
+    # logged frames before the video's first: the history since the last reset (at most the log's frames)
+    video_first_frame: int = field(default=0, metadata=rng(0, MAX_NUMBER))
     replayable: bool = True  # false: recording started too long after the last reset to keep that history
     created: str = ""
     worldsim: str = ""
@@ -74,6 +86,7 @@ def header_line(header: ActionLogHeader) -> str:
 
 
 RESET_LINE = '{"reset": true}\n'
+HEX_DIGITS = frozenset(string.hexdigits.lower())
 
 
 def frame_line(frame: int, state_json: str, frame_hash: str | None) -> str:
@@ -86,32 +99,81 @@ def frame_line(frame: int, state_json: str, frame_hash: str | None) -> str:
 class LogEntry:
     state: ControllerState | None  # None: a reset
     frame_hash: str | None = None
+    frame: int = 0  # the frame's number since the last reset (0: a reset)
 
 
 @dataclass(frozen=True)
 class ActionLog:
+    """A checked log: its header and frame count. The entries stay in the file and are read one at a time."""
+
     path: Path
     header: ActionLogHeader
-    entries: tuple[LogEntry, ...]
+    frames: int
+
+    def iter_entries(self) -> Iterator[LogEntry]:
+        """The entries in order, read and checked line by line (a log edited since it was read fails clearly)."""
+        with _open_log(self.path) as fh:
+            lines = _lines(self.path, fh)
+            next(lines)  # the header, checked when the log was read
+            yield from _entries(self.path, lines)
 
     @property
-    def frames(self) -> int:
-        return sum(e.state is not None for e in self.entries)
+    def entries(self) -> tuple[LogEntry, ...]:
+        """All entries at once, for tools and tests; a replay streams them with `iter_entries`."""
+        return tuple(self.iter_entries())
 
 
 def read_action_log(path: str | Path) -> ActionLog:
-    """Read and validate a whole log; a problem is an ActionLogError naming file, line and what is allowed."""
+    """Read and check a whole log, line by line; a problem is an ActionLogError naming file, line and what is
+    allowed."""
     path = Path(path)
+    with _open_log(path) as fh:
+        lines = _lines(path, fh)
+        first = next(lines, None)
+        if first is None:
+            raise ActionLogError(f"{path}: empty file; an action log starts with a header line")
+        header = _header(path, first[1])
+        frames = sum(entry.state is not None for entry in _entries(path, lines))
+    if header.video_first_frame > frames:
+        raise ActionLogError(f"{path}, line 1: 'video_first_frame' is {header.video_first_frame}, but the log "
+                             f"holds {frames} frames; allowed: 0 to {frames}")
+    return ActionLog(path, header, frames)
+
+
+def _open_log(path: Path) -> BinaryIO:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ActionLogError(f"{path}: no such action log (recording NAME.mp4 writes NAME{LOG_SUFFIX} "
-                             "next to it)") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ActionLogError(f"{path}: cannot read action log: {err}") from None
-    if not lines:
-        raise ActionLogError(f"{path}: empty file; an action log starts with a header line")
-    data = _parse_line(path, 1, lines[0])
+        return files.open_regular(path, MAX_LOG_BYTES)
+    except files.FileProblem as err:
+        if err.problem == "file not found":
+            raise ActionLogError(f"{path}: no such action log (recording NAME.mp4 writes NAME{LOG_SUFFIX} "
+                                 "next to it)") from None
+        raise ActionLogError(f"{path}: cannot read action log: {err.problem}") from None
+
+
+def _lines(path: Path, fh: BinaryIO) -> Iterator[tuple[int, str]]:
+    """(line number, text) of the non-blank lines, each at most MAX_LINE_BYTES."""
+    number = 0
+    while True:
+        try:
+            raw = fh.readline(MAX_LINE_BYTES + 1)
+        except OSError as err:
+            raise ActionLogError(f"{path}: cannot read action log: {err.strerror}") from None
+        if not raw:
+            return
+        number += 1
+        if len(raw) > MAX_LINE_BYTES:
+            raise ActionLogError(f"{path}, line {number}: line too long; allowed: at most {MAX_LINE_BYTES} bytes "
+                                 "(a frame line is about 200)")
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ActionLogError(f"{path}, line {number}: cannot read action log: {err}") from None
+        if line.strip():
+            yield number, line
+
+
+def _header(path: Path, line: str) -> ActionLogHeader:
+    data = _parse_line(path, 1, line)
     if not isinstance(data, dict) or data.get("format") != LOG_FORMAT:
         raise ActionLogError(f"{path}, line 1: not a worldsim action log header (expected \"format\": "
                              f"\"{LOG_FORMAT}\")")
@@ -126,20 +188,38 @@ def read_action_log(path: str | Path) -> ActionLog:
     if not header.replayable:
         raise ActionLogError(f"{path}: this recording started too long after the world's last reset to keep "
                              "the history it depends on, so it cannot be replayed exactly")
-    entries = [_entry(path, n, _parse_line(path, n, line))
-               for n, line in enumerate(lines[1:], 2) if line.strip()]
-    if not entries or entries[0].state is not None:
+    return header
+
+
+def _entries(path: Path, lines: Iterator[tuple[int, str]]) -> Iterator[LogEntry]:
+    """The entries after the header, checked: a reset first, then frames numbered from 1 since each reset.
+
+    A frame's number is at most the count of frame lines since the reset, not always equal to it: when the world
+    is rewound to a snapshot after a non-finite frame, a running recording goes on from the snapshot's number."""
+    since_reset = None  # frame lines since the last reset; None before the first reset
+    for number, line in lines:
+        entry = _entry(path, number, _parse_line(path, number, line))
+        if entry.state is None:
+            since_reset = 0
+        elif since_reset is None:
+            raise ActionLogError(f"{path}, line {number}: an action log must start with a reset line "
+                                 f"({RESET_LINE.strip()})")
+        else:
+            since_reset += 1
+            if not 1 <= entry.frame <= since_reset:
+                raise ActionLogError(f"{path}, line {number}: 'frame' is {entry.frame}, but this is frame line "
+                                     f"{since_reset} since the last reset; allowed: 1 to {since_reset}")
+        yield entry
+    if since_reset is None:
         raise ActionLogError(f"{path}, line 2: an action log must start with a reset line "
                              f"({RESET_LINE.strip()})")
-    return ActionLog(path, header, tuple(entries))
 
 
 def _parse_line(path: Path, number: int, line: str) -> Any:
     try:
-        return json.loads(line)
-    except json.JSONDecodeError as err:
-        where = f"{path}, line {number}"
-        raise ActionLogError(f"{where}: invalid JSON at column {err.colno}: {err.msg}") from None
+        return files.parse_json(line)
+    except ValueError as err:
+        raise ActionLogError(f"{path}, line {number}: {err}") from None
 
 
 def _entry(path: Path, number: int, data: Any) -> LogEntry:
@@ -159,15 +239,21 @@ def _entry(path: Path, number: int, data: Any) -> LogEntry:
     except ValueError as err:
         raise ActionLogError(f"{where}: 'state': {err}") from None
     frame_hash = data.get("sha256")
-    if frame_hash is not None and not (isinstance(frame_hash, str) and len(frame_hash) == 64):
-        raise ActionLogError(f"{where}: 'sha256' must be 64 hex digits, got {frame_hash!r}")
-    return LogEntry(state, frame_hash)
+    if frame_hash is not None and not (isinstance(frame_hash, str) and len(frame_hash) == 64
+                                       and set(frame_hash) <= HEX_DIGITS):
+        raise ActionLogError(f"{where}: 'sha256' must be 64 hex digits (lowercase), got {frame_hash!r}")
+    frame = data.get("frame")
+    if isinstance(frame, bool) or not isinstance(frame, int):
+        raise ActionLogError(f"{where}: 'frame' must be the frame's number since the last reset (1, 2, ...), "
+                             f"got {frame!r}")
+    return LogEntry(state, frame_hash, frame)
 
 
 class ReplayInput:
     """Plays a log back: its states in order, a RESET command where the recording reset, QUIT at the end.
 
-    `expected_hash` is the recorded hash of the frame the last returned state produced, for bit-exact checks.
+    The entries are streamed from the file, one per frame, so a long log costs no memory. `expected_hash` is the
+    recorded hash of the frame the last returned state produced, for bit-exact checks.
     """
 
     def __init__(self, log: ActionLog):
@@ -177,14 +263,11 @@ class ReplayInput:
         self.length = log.frames
         self.notices: list[str] = []
         self.expected_hash: str | None = None
-        self._entries = log.entries
-        self._next = 1  # the loop starts from a reset: the log's first line is that one
+        self._entries = log.iter_entries()
+        next(self._entries)  # the loop starts from a reset: the log's first entry is that one
 
     def poll(self, events: list[pygame.event.Event], commands: list[Command]) -> ControllerState:
-        entries = self._entries
-        while self._next < len(entries):
-            entry = entries[self._next]
-            self._next += 1
+        for entry in self._entries:
             if entry.state is None:
                 commands.append(Command.RESET)
                 continue
@@ -195,4 +278,4 @@ class ReplayInput:
         return ControllerState()
 
     def close(self) -> None:
-        pass
+        self._entries.close()  # closes the file

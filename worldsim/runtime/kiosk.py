@@ -9,13 +9,17 @@ Nothing here touches pygame, a window or a model: `Kiosk.update` takes the time,
     player   --idle timeout--->   attract  (reset; the attract program drives the world, an overlay invites)
     either   --max session---->   same mode, reset (before the world drifts into mush)
     either   --quit combo held->  quit
+    either   --SIGTERM-------->   quit (the supervisor stopping it, systemd, `kill`): a recording is finished
 """
 
 from __future__ import annotations
 
 import enum
 import math
+import signal
+import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from worldsim.config import rng
 from worldsim.input.state import ControllerState
@@ -111,6 +115,33 @@ class QuitCombo:
     @property
     def holding(self) -> bool:
         return self.held_since_s is not None
+
+
+class StopSignal:
+    """SIGTERM as a request to quit cleanly. Without it SDL turns SIGTERM into a window-close request, which a
+    kiosk ignores (a visitor's alt+F4): every stop ended in SIGKILL and lost the recording in progress.
+    Python runs the handler in the main thread between two bytecodes; the loop polls `received` once a frame."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self._installed = False
+        self._previous: Any = None
+
+    def install(self) -> None:
+        """Before the window opens (SDL then keeps the handler it finds); from the main thread, where Python
+        delivers signals (elsewhere, e.g. a test's worker thread, this does nothing)."""
+        if threading.current_thread() is threading.main_thread() and not self._installed:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._installed = True
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = True
+
+    def uninstall(self) -> None:
+        if self._installed:
+            # None: the previous handler was not Python's (SDL's); the default is what SDL would restore
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if self._previous is None else self._previous)
+            self._installed = False
 
 
 class Kiosk:

@@ -13,7 +13,7 @@ Tests drive it one iteration at a time with `frame()` after posting synthetic ev
 Reliability lives beside the stages, not inside them: every step is checked by a `FaultGuard` (a NaN/inf frame is
 never shown; the world rewinds to its last good snapshot), a `FramePacer` lowers the aim when the generator falls
 behind, display changes re-create the window's surfaces, and a kiosk (`kiosk=`) adds attract mode, session
-limits, the quit combination and a heartbeat for its supervisor.
+limits, the quit combination, a clean quit on SIGTERM and a heartbeat for its supervisor.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from worldsim.input.sources import Command, InputSource
 from worldsim.input.state import ControllerState
 from worldsim.runtime.display import HudAssets, HudView, Window, draw_hud, draw_notice, draw_overlay, draw_world
 from worldsim.runtime.heartbeat import Heartbeat
-from worldsim.runtime.kiosk import Kiosk, KioskConfig, Transition
+from worldsim.runtime.kiosk import Kiosk, KioskConfig, StopSignal, Transition
 from worldsim.runtime.pacing import FramePacer
 from worldsim.runtime.profile import Profile, command_table
 from worldsim.runtime.recorder import Recording, RunHistory, frame_hash, free_recording_path
@@ -110,8 +110,15 @@ class GameLoop:
         self.guard = FaultGuard(session, profile.recovery)
         self.pacer = FramePacer(self.fps, profile.pacing)
 
-        self.window = Window(session.image_size, profile.window_scale, profile.fullscreen, title,
-                             profile.capture_mouse, profile.hide_cursor)
+        self.stop_signal = StopSignal()
+        if kiosk is not None:
+            self.stop_signal.install()  # before SDL starts: it would make SIGTERM a close request the kiosk ignores
+        try:
+            self.window = Window(session.image_size, profile.window_scale, profile.fullscreen, title,
+                                 profile.capture_mouse, profile.hide_cursor)
+        except BaseException:
+            self.stop_signal.uninstall()
+            raise
         self.hud_assets = HudAssets(profile.hud_font_size)
         self.overlay_assets = HudAssets(kiosk.overlay_font_size) if kiosk is not None else None
         controls = self.scheme.controls
@@ -146,6 +153,7 @@ class GameLoop:
                 self.start_recording(required=True)
         except BaseException:
             self.window.close()
+            self.stop_signal.uninstall()
             raise
 
     # ---- one iteration ------------------------------------------------------------------------------------
@@ -343,7 +351,10 @@ class GameLoop:
         world this frame (the attract program's while idle, else the player's)."""
         kiosk = self.kiosk
         transition = kiosk.update(now_s, state, pressed, self.session.frame_index)
-        if transition is Transition.QUIT:
+        if self.stop_signal.received:
+            log.info("SIGTERM: quitting")
+            commands.append(Command.QUIT)
+        elif transition is Transition.QUIT:
             log.info("quit combination held: quitting")
             commands.append(Command.QUIT)
         elif transition is Transition.PLAYER:
@@ -451,3 +462,4 @@ class GameLoop:
         finally:
             self.source.close()
             self.window.close()
+            self.stop_signal.uninstall()

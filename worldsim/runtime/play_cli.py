@@ -56,7 +56,7 @@ def add_world_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=None, metavar="N", help="stop after N generated frames")
     parser.add_argument("--record", type=Path, default=None, metavar="OUT.mp4",
                         help="record the world frames to OUT.mp4 and the actions to OUT.actions.jsonl")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing recording")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing recording or --stats file")
     parser.add_argument("--stats", type=Path, default=None, metavar="FILE",
                         help="write fps, latency and per-stage times as JSON at the end")
     parser.add_argument("--seed", type=int, default=None,
@@ -107,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
             raise WorldsimError(f"--record {args.record}: recordings are MP4 files; "
                                 "use a name ending in .mp4")
         refuse_existing([args.record, log_path_for(args.record)], args.overwrite)
+    if args.stats is not None:
+        from worldsim.runtime.recorder import refuse_existing
+
+        refuse_existing([args.stats], args.overwrite)
     checkpoint_dir = args.checkpoint
     if checkpoint_dir is None:
         if not DEFAULT_CHECKPOINT.is_dir():
@@ -162,10 +166,14 @@ def _kiosk_logging(args: argparse.Namespace, profile):
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
+    from worldsim.config import MAX_SAMPLING_STEPS
+
     for name in ("frames", "steps", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise WorldsimError(f"--{name} must be at least 1, got {value}")
+    if args.steps is not None and args.steps > MAX_SAMPLING_STEPS:
+        raise WorldsimError(f"--steps must be at most {MAX_SAMPLING_STEPS}, got {args.steps}")
     if args.fps is not None and not 0 < args.fps <= 1000:
         raise WorldsimError(f"--fps must be in (0, 1000], got {args.fps}")
 

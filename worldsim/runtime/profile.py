@@ -87,7 +87,7 @@ def profile_path(name_or_path: str | Path = DEFAULT_PROFILE) -> Path:
     """The file of a shipped profile name (`desktop`, `kiosk`) or of a path to a profile YAML."""
     registry = shipped_profiles()
     path = registry.get(str(name_or_path)) or Path(name_or_path)
-    if not path.is_file():
+    if not path.exists():  # a folder, FIFO or device is refused by the loader, naming what it is
         raise ConfigError(path, "", "no such profile file or shipped profile name", str(name_or_path),
                           ", ".join(registry) + ", or a path to a .yaml file")
     return path

@@ -2,7 +2,8 @@
 
 Both files are written under temporary names in the target directory and renamed into place when the recording
 stops, so an interrupted run never leaves a half-written file under the final name, and an existing recording
-is never replaced unless the caller says so.
+is never replaced unless the caller says so. The temporary names carry the writer's PID: the next recording into
+the folder removes those of players that were killed.
 
 A frame depends on every frame since the last world reset, so a recording started mid-game (the record key)
 writes that history into its action log first; `RunHistory` keeps it, bounded, and the video starts at the
@@ -15,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from collections import deque
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import numpy as np
 from worldsim.errors import WorldsimError
 from worldsim.input.replay import RESET_LINE, ActionLogHeader, frame_line, header_line, log_path_for
 from worldsim.input.state import ControllerState
+from worldsim.leftovers import remove_stale_files
 
 HISTORY_FRAMES = 36_000  # frames since the last reset kept for mid-game recordings (25 minutes at 24 fps)
 HASH_CHUNK = 1 << 22
@@ -55,17 +58,24 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
 
 
+PARTIAL_FILE = re.compile(r"^\..+\.partial-(?P<pid>\d+)(\.[^.]*)?$")  # what `partial_path` names
+
+
 def publish(partial: Path, path: Path) -> None:
     """Move a finished file into place (same directory: an atomic rename)."""
     os.replace(partial, path)
 
 
 def refuse_existing(paths: list[Path], overwrite: bool) -> None:
-    """Refuse to start a recording that would replace existing files (unless `overwrite`)."""
-    existing = [p for p in paths if p.exists()]
+    """Refuse to start a run that would replace existing files (unless `overwrite`), or a folder (ever)."""
+    for path in paths:
+        if path.is_dir():
+            raise WorldsimError(f"{path} is a folder; allowed: a file name (a new one, or an existing file with "
+                                "--overwrite)")
+    existing = [p for p in paths if p.exists() or p.is_symlink()]
     if existing and not overwrite:
         raise WorldsimError(f"{existing[0]} already exists; pass --overwrite to replace it, "
-                            "or record elsewhere")
+                            "or choose another name")
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -159,6 +169,7 @@ class Recording:
             raise WorldsimError(f"--record {self.path}: recordings are MP4 files; use a name ending in .mp4")
         refuse_existing([self.path, self.log_path], overwrite)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_files(self.path.parent, PARTIAL_FILE)  # unfinished files of killed players: never playable
         self._last_state: ControllerState | None = None
         self._last_state_json = ""
         # 1. the video, from the next frame on

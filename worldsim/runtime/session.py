@@ -42,7 +42,7 @@ def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
 class WorldSession:
     def __init__(self, checkpoint: Checkpoint, scheme: Scheme | None = None, device: str = "cpu",
                  dtype: torch.dtype = torch.float32, seed: int = 0, steps: int | None = None,
-                 backend: str | BackendConfig | Backend | None = None):
+                 backend: str | BackendConfig | Backend | None = None, context_noise: float | None = None):
         self.checkpoint = checkpoint
         self.scheme = scheme or load_scheme(checkpoint.config.scheme)
         self.scheme.check_matches(checkpoint.config.encoding, checkpoint.path or "the checkpoint")
@@ -51,6 +51,8 @@ class WorldSession:
         self.seed = seed
         self.steps = steps or checkpoint.config.sampling.steps
         self.shift = checkpoint.config.sampling.shift
+        self.context_level = (checkpoint.config.sampling.context_noise if context_noise is None
+                              else float(context_noise))
         # `backend`: a name ('eager', 'compile', 'onnx', 'onnx+int8'), a BackendConfig, or a ready Backend
         self.backend = backend if isinstance(backend, Backend) else create_backend(checkpoint, backend, self.device,
                                                                                   dtype)
@@ -60,6 +62,7 @@ class WorldSession:
         self.cache = self.backend.new_cache()
         # Preallocated per-frame buffers: the hot path writes into these, it does not allocate them.
         self.noise = torch.empty((1, g.latent_channels, *g.latent_size), device=self.device, dtype=dtype)
+        self.context_noise = torch.zeros_like(self.noise)  # drawn only when context_level > 0
         self.frame_cond = torch.zeros((1, g.frame_cond_dim), device=self.device, dtype=dtype)
         self.token_cond = torch.zeros((1, g.token_cond_channels, *self.grid), device=self.device, dtype=dtype)
         self.noise_generator = torch.Generator(self.device)
@@ -108,10 +111,14 @@ class WorldSession:
         self.token_cond[0].copy_(torch.from_numpy(condition.tokens))
         torch.randn(self.noise.shape, generator=self.noise_generator, out=self.noise, device=self.device,
                     dtype=self.dtype)
+        if self.context_level > 0:
+            torch.randn(self.noise.shape, generator=self.noise_generator, out=self.context_noise,
+                        device=self.device, dtype=self.dtype)
         t1 = time.perf_counter()
         # 2. generate the next latent against the sliding KV cache (the backend stands in for the generator)
         self.latent = step_frame(self.backend, self.cache, self.latent, self.frame_cond, self.token_cond,
-                                 self.noise, self.steps, self.shift)
+                                 self.noise, self.steps, self.shift, context_noise=self.context_noise,
+                                 context_level=self.context_level)
         t2 = time.perf_counter()
         # 3. decode
         self.decoded = self.backend.decode(self.latent)

@@ -175,17 +175,26 @@ class Supervisor:
             self._stop.wait(config.poll_s)
 
     def _kill(self, child: subprocess.Popen) -> int | None:
-        """SIGTERM to the child's process group, SIGKILL after the grace period; returns its exit status."""
-        for sig, wait_s in ((signal.SIGTERM, self.config.kill_grace_s), (signal.SIGKILL, 10.0)):
+        """SIGTERM to the player, SIGKILL to its process group after the grace period; returns its exit status.
+        SIGTERM goes to the player alone: it finishes its recording through ffmpeg, which must not be stopped
+        under it. Whatever the player leaves running in its group goes with the SIGKILL."""
+        code = None
+        for send, sig, wait_s in ((os.kill, signal.SIGTERM, self.config.kill_grace_s),
+                                  (os.killpg, signal.SIGKILL, 10.0)):
             try:
-                os.killpg(child.pid, sig)
+                send(child.pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
             try:
-                return child.wait(timeout=wait_s)
+                code = child.wait(timeout=wait_s)
+                break
             except subprocess.TimeoutExpired:
                 self.log.warning("player (pid %d) ignored %s", child.pid, sig.name)
-        return child.poll()
+        try:
+            os.killpg(child.pid, signal.SIGKILL)  # leftovers of a player that quit (or died) without them
+        except (ProcessLookupError, PermissionError):
+            pass
+        return code if code is not None else child.poll()
 
     def _forward_output(self, child: subprocess.Popen) -> None:
         for line in child.stdout:

@@ -57,10 +57,14 @@ def approximate_r1(logits: torch.Tensor, perturbed_logits: torch.Tensor, weight:
 
 
 def student_rollout(generator: Generator, clip: Clip, cache: KVCache | None = None,
-                    gen: torch.Generator | None = None, first: torch.Tensor | None = None) -> torch.Tensor:
+                    gen: torch.Generator | None = None, first: torch.Tensor | None = None,
+                    context_level: torch.Tensor | None = None, detach_every: int = 0) -> torch.Tensor:
     """Generate frames 1..K-1 of `clip` autoregressively from its real first frame (or `first`), as at play time.
 
-    The cache is differentiable (gradients flow through past K/V); the recycled input is detached.
+    The cache is differentiable (gradients flow through past K/V); the recycled input is detached. `context_level`
+    (B,): the recycled frames are noised to it, the level told to the generator, as `step_frame` does at play time
+    with context noise. `detach_every` > 0: the cache is detached every that many frames (truncated
+    back-propagation), so long rollouts cost memory for one chunk only.
     """
     B = clip.latents.shape[0]
     if cache is None:
@@ -69,8 +73,15 @@ def student_rollout(generator: Generator, clip: Clip, cache: KVCache | None = No
     latent = clip.first if first is None else first
     frames = []
     for i in range(frame_cond.shape[1]):
+        if detach_every and i and i % detach_every == 0:
+            cache.detach()
         noise = torch.randn(latent.shape, generator=gen, device=latent.device, dtype=latent.dtype)
-        latent = step_frame(generator, cache, latent.detach(), frame_cond[:, i], token_cond[:, i], noise)
+        context_noise = None
+        if context_level is not None:
+            context_noise = torch.randn(latent.shape, generator=gen, device=latent.device, dtype=latent.dtype)
+        latent = step_frame(generator, cache, latent.detach(), frame_cond[:, i], token_cond[:, i], noise,
+                            context_noise=context_noise,
+                            context_level=context_level if context_level is not None else 0.0)
         frames.append(latent)
     return torch.stack(frames, 1)
 

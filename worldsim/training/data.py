@@ -16,7 +16,7 @@ import torch
 
 from worldsim.conditioning.scheme import Scheme
 from worldsim.data.dataset import LatentCache, LatentWindowDataset, WindowDataset, to_model_range
-from worldsim.data.storage import DatasetIndex
+from worldsim.data.storage import INDEX_FILE, DatasetIndex
 from worldsim.errors import WorldsimError
 from worldsim.training.clips import Clip
 from worldsim.training.recipe import Recipe
@@ -40,12 +40,18 @@ class TrainingData:
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, scheme: Scheme, image_size: tuple[int, int]) -> TrainingData:
+        """The recipe's data set; recorded first (or its interrupted recording finished) when the recipe says how."""
         root = Path(recipe.data.dir)
-        if not (root / "index.json").exists():
+        index = DatasetIndex.load(root) if (root / INDEX_FILE).exists() else None
+        if index is None or not index.complete:
             if recipe.data.record is None:
-                raise WorldsimError(f"no dataset at {root}; record one with `worldsim record --out {root} ...` or "
-                                    "add a data.record section to the recipe")
-            record_dataset(recipe, scheme, root)
+                if index is None:
+                    raise WorldsimError(f"no dataset at {root}; record one with `worldsim record --out {root} ...` "
+                                        "or add a data.record section to the recipe")
+                raise WorldsimError(f"{root} holds an unfinished recording ({index.progress()}); finish it "
+                                    "by running the `worldsim record` command that started it again (same "
+                                    "arguments), or add a data.record section to the recipe")
+            record_dataset(recipe, scheme, root)  # a rerun with the same arguments records what is missing
         return cls(root, scheme, image_size)
 
     def describe(self) -> dict:
@@ -121,7 +127,8 @@ def _weights_key(module: torch.nn.Module) -> str:
 
 
 def record_dataset(recipe: Recipe, scheme: Scheme, root: Path) -> None:
-    """Record the recipe's data set from its seed (data sets are regenerated, never committed)."""
+    """Record the recipe's data set from its seed (data sets are regenerated, never committed), or finish an
+    interrupted recording of it."""
     from worldsim.data.env import make_env
     from worldsim.data.policies import ExplorePolicy
     from worldsim.data.record import record

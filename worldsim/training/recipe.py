@@ -9,7 +9,7 @@ from typing import Literal
 
 from worldsim.config import ASSETS_DIR, ConfigError, from_dict, load_yaml, rng
 
-STAGES = ("vae", "diffusion", "consistency", "adversarial", "long")
+STAGES = ("vae", "diffusion", "consistency", "unroll", "adversarial", "long")
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,21 @@ class ConsistencyStage(StageCommon):
 
 
 @dataclass(frozen=True)
+class UnrollStage(StageCommon):
+    """Own-rollout regression (worldsim/training/unroll.py) between distillation and adversarial training.
+    0 steps (the default): the stage passes the consistency checkpoint on unchanged."""
+
+    steps: int = field(default=0, metadata=rng(0, 100_000_000))
+    clip_frames: int = field(default=48, metadata=rng(2, 4096))  # frames rolled out open loop (the first is real)
+    lr: float = field(default=1e-5, metadata=rng(0.0, 1.0))
+    weight_decay: float = field(default=0.0, metadata=rng(0.0, 10.0))
+    context_noise: float = field(default=0.0, metadata=rng(0.0, 1.0))  # max noise level on the recycled frames
+    detach_every: int = field(default=8, metadata=rng(0, 4096))  # truncated back-propagation through the cache
+    play_context_noise: float = field(default=0.0, metadata=rng(0.0, 1.0))  # the level the checkpoint plays at
+    init: str | None = None  # start from this checkpoint instead of the consistency stage's
+
+
+@dataclass(frozen=True)
 class AdversarialStage(StageCommon):
     clip_frames: int = field(default=9, metadata=rng(2, 4096))
     forcing: Literal["student", "teacher"] = "student"
@@ -107,6 +122,7 @@ class Recipe:
     vae: VAEStage = field(default_factory=VAEStage)
     diffusion: DiffusionStage = field(default_factory=DiffusionStage)
     consistency: ConsistencyStage = field(default_factory=ConsistencyStage)
+    unroll: UnrollStage = field(default_factory=UnrollStage)
     adversarial: AdversarialStage = field(default_factory=AdversarialStage)
     long: LongStage = field(default_factory=LongStage)
 

@@ -32,8 +32,10 @@ from worldsim.training.diffusion import diffusion_loss
 from worldsim.training.recipe import STAGES, Recipe
 from worldsim.training.samples import write_rollout_sample, write_vae_sample
 from worldsim.training.trainer import Trainer, TrainingError, set_threads
+from worldsim.training.unroll import unroll_loss
 
-PREVIOUS = {"diffusion": "vae", "consistency": "diffusion", "adversarial": "consistency", "long": "adversarial"}
+PREVIOUS = {"diffusion": "vae", "consistency": "diffusion", "unroll": "consistency", "adversarial": "unroll",
+            "long": "adversarial"}
 
 
 @dataclass
@@ -218,6 +220,30 @@ def run_consistency(ctx: StageContext) -> Path:
     return trainer.run(step)
 
 
+def run_unroll(ctx: StageContext) -> Path:
+    cfg = ctx.recipe.unroll
+    base = load_checkpoint(cfg.init) if cfg.init else previous_checkpoint(ctx, "unroll")
+    vae = base.vae.to(ctx.device).eval()
+    generator = base.generator.to(ctx.device).train().requires_grad_(True)
+    ctx.data.use_vae(vae, generator.config.grid)
+    optimizer = torch.optim.AdamW(generator.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    stage_name = base.config.stage if cfg.steps == 0 else "unroll"  # a pass-through keeps what it passes on
+
+    def step(i: int) -> dict[str, float]:
+        clip = ctx.data.clips(cfg.batch, cfg.clip_frames, ctx.rng).to(ctx.device)
+        with ctx.autocast():
+            loss, stats = unroll_loss(generator, clip, cfg.context_noise, cfg.detach_every, ctx.rng)
+        stats["grad_norm"] = _optimizer_step(generator, optimizer, loss)
+        return stats
+
+    sampling = SamplingConfig(context_noise=cfg.play_context_noise if cfg.steps else base.config.sampling.context_noise)
+    config = lambda s: checkpoint_config(ctx, stage_name, generator.config, vae.config, s, sampling)  # noqa: E731
+    trainer = Trainer("unroll", ctx.out / "unroll", cfg.steps, cfg.log_every, cfg.save_every, cfg.sample_every,
+                      ctx.resume, {"generator": generator}, {"generator": optimizer}, config, generator, vae,
+                      ctx.data.start_frames(), ctx.rng, _sample_fn(ctx, generator, vae, 1, 1.0, cfg.sample_frames))
+    return trainer.run(step)
+
+
 # ---- stages 3 and 4: adversarial post-training (student forcing) and long-video training -------------------------
 
 
@@ -329,7 +355,7 @@ def run_long(ctx: StageContext) -> Path:
     return trainer.run(step)
 
 
-RUNNERS = {"vae": run_vae, "diffusion": run_diffusion, "consistency": run_consistency,
+RUNNERS = {"vae": run_vae, "diffusion": run_diffusion, "consistency": run_consistency, "unroll": run_unroll,
            "adversarial": run_adversarial, "long": run_long}
 
 

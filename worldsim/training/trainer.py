@@ -3,6 +3,10 @@
 A stage provides `step(i) -> stats` (one optimisation step, losses already backpropagated and applied) and the
 modules and optimisers to save. Checkpoints are runtime checkpoints (the stage's generator and VAE play directly)
 plus the training state: optimiser tensors, the discriminator, the random state, the step.
+
+A run killed while saving leaves temporary copies beside the checkpoint, or (between the two renames of
+`swap_in_directory`) only the previous checkpoint under its temporary name; the next start repairs both before it
+decides whether there is anything to resume.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +55,33 @@ def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Te
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+def recover_checkpoint(path: Path) -> str | None:
+    """Repair what a kill during `save_checkpoint(path)` leaves; returns what happened when it matters.
+
+    `swap_in_directory` renames `path` to `.NAME.old`, then the new copy to `path`. Killed between the two, only
+    `.NAME.old` holds a complete save: it goes back in place (otherwise a resume found no checkpoint and restarted
+    the stage from step 0). The temporary copies a save writes into (`.NAME.XXXXXXXX`) are never resumed from:
+    nothing but this trainer writes beside its checkpoint, so they are removed.
+    """
+    note = None
+    old = path.with_name(f".{path.name}.old")  # swap_in_directory's name for the copy it replaces
+    if old.is_dir():
+        if path.exists():
+            shutil.rmtree(old)  # killed while removing it, after the swap
+        else:
+            os.replace(old, path)
+            try:
+                step = json.loads((path / "trainer.json").read_text())["step"]
+            except (OSError, ValueError, KeyError):
+                step = "unknown"
+            note = (f"the last save was interrupted while it was swapped in; restored the checkpoint before it "
+                    f"(step {step}) to {path}")
+    for leftover in path.parent.glob(f".{path.name}.*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+    return note
+
+
 class Trainer:
     """Runs one stage: `steps` calls of `step`, saving to `out/checkpoint` every `save_every` steps."""
 
@@ -68,6 +101,13 @@ class Trainer:
         self.log_path = self.out / "log.jsonl"
         self.step = 0
         self.elapsed = 0.0  # training seconds, carried across resumes
+        if distributed.is_main():
+            note = recover_checkpoint(self.checkpoint_dir)
+            if note is not None:
+                print(f"{stage}: {note}", file=sys.stderr, flush=True)
+            for leftover in (self.out / "samples").glob(".*.tmp.*"):  # samples.py's, from a killed run
+                leftover.unlink(missing_ok=True)
+        distributed.barrier()  # every rank sees the repaired checkpoint
         if self.checkpoint_dir.exists():
             if not resume:
                 raise TrainingError(f"{self.checkpoint_dir} already exists; pass --resume to continue it, or "

@@ -1,0 +1,142 @@
+"""The fast proxy of the stability work: screen one lever in about 20 minutes of CPU, judge it like the shipped world.
+
+Each arm is the shipped world fine-tuned by the `stability-proxy` recipe with the arm's overrides (or, for play-time
+levers, the shipped world itself with a play setting), then evaluated by `worldsim eval` on the same held-out
+sequences, with the degeneration detector and the behaviour probes. Every arm gets the same training budget in
+generated frames, so arms differ only by the lever.
+
+    python benchmarks/stability_proxy.py --arms ship,unroll-short,unroll-long --out runs/proxy
+    python benchmarks/stability_proxy.py --table runs/proxy          # the lever table of the arms done so far
+
+Arms resume: a trained arm is not trained again, an evaluated one is not evaluated again (delete its folder to
+redo it). One arm at a time: the machine has two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from worldsim.eval import EvalConfig, evaluate
+from worldsim.training.recipe import load_recipe
+from worldsim.training.stages import train
+
+SHIPPED = "checkpoints/doom-camera"
+FRAMES_PER_ARM = 150 * 48  # generated frames per batch element: the recipe's 150 steps of 48-frame rollouts
+
+# arm -> (what it changes, unroll overrides or None for no training, play-time context noise or None)
+ARMS: dict[str, tuple[str, dict | None, float | None]] = {
+    "ship": ("the shipped world as it is", None, None),
+    "ship-play-noise-0.2": ("shipped world, context noise 0.2 at play time (no training)", None, 0.2),
+    "unroll-short": ("own-rollout regression, 12-frame rollouts (the adversarial stage's horizon)",
+                     {"clip_frames": 12}, None),
+    "unroll-long": ("own-rollout regression, 48-frame rollouts", {"clip_frames": 48}, None),
+    "unroll-long-noise": ("48-frame rollouts, context noise up to 0.3 in training, 0.1 at play",
+                          {"clip_frames": 48, "context_noise": 0.3, "play_context_noise": 0.1}, None),
+    "unroll-96-noise": ("96-frame rollouts, context noise up to 0.3 in training, 0.1 at play",
+                        {"clip_frames": 96, "context_noise": 0.3, "play_context_noise": 0.1, "batch": 2}, None),
+}
+
+
+def train_arm(name: str, overrides: dict, out: Path, recipe_name: str) -> Path:
+    recipe = load_recipe(recipe_name)
+    unroll = replace(recipe.unroll, **overrides)
+    steps = max(1, FRAMES_PER_ARM * 4 // (unroll.batch * unroll.clip_frames))  # same generated frames per arm
+    unroll = replace(unroll, steps=steps, save_every=max(1, steps // 6))
+    checkpoint = out / name / "unroll" / "checkpoint"
+    if checkpoint.exists() and json.loads((checkpoint / "trainer.json").read_text())["step"] >= steps:
+        return checkpoint
+    started = time.perf_counter()
+    train(replace(recipe, unroll=unroll), "unroll", out / name, resume=checkpoint.exists())
+    print(f"{name}: trained {steps} steps in {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+    return checkpoint
+
+
+def evaluate_arm(name: str, checkpoint: str | Path, play_noise: float | None, out: Path, frames: int,
+                 episodes: int, ground_truth: Path) -> dict:
+    metrics_path = out / name / "eval" / "metrics.json"
+    if metrics_path.exists():
+        return json.loads(metrics_path.read_text())
+    config = EvalConfig(frames=frames, episodes=episodes, context_noise=play_noise, video=False)
+    return evaluate(checkpoint, out / name / "eval", config, ground_truth_dir=ground_truth, progress=False)
+
+
+def row(name: str, metrics: dict) -> dict:
+    """The lever table's figures of one arm."""
+    psnr = metrics["psnr"]
+    probes = metrics.get("probes", {})
+    degeneration = metrics.get("degeneration", {})
+    last = str(metrics["frames"])
+    return {
+        "arm": name, "what": ARMS.get(name, ("?",))[0],
+        "psnr_at": {h: round(v, 2) for h, v in psnr["model"]["at"].items()},
+        "copy_first_at": {h: round(v, 2) for h, v in psnr["copy_first"]["at"].items()},
+        "beats_copy_first": metrics.get("beats_copy_first"),
+        "teacher_forced": round(psnr["model_teacher"]["mean"], 2),
+        "turned_previous": round(psnr.get("turned_previous", {}).get("mean", float("nan")), 2),
+        "first_fired": degeneration.get("model", {}).get("first_fired"),
+        "flagged": round(degeneration.get("model", {}).get("flagged_fraction", float("nan")), 3),
+        "engine_flagged": round(degeneration.get("engine", {}).get("flagged_fraction", float("nan")), 4),
+        "sharpness_last_window": round(metrics["sharpness_ratio"]["model"]["windows"][-1], 2),
+        "still_change": round(probes.get("stand_still", {}).get("model", {}).get("mean_change", float("nan")), 2),
+        "still_last_vs_first": round(probes.get("stand_still", {}).get("model", {}).get("last_vs_first_psnr",
+                                                                                       float("nan")), 1),
+        "wall_change": round(probes.get("walk_into_wall", {}).get("model", {}).get("change_when_blocked",
+                                                                                  float("nan")), 2),
+        "strafe_ratio": round(probes.get("strafe", {}).get("shift_ratio", float("nan")), 2),
+        "turn_full_over_half": round(probes.get("turn_in_place", {}).get("model", {}).get("full_over_half_db",
+                                                                                         float("nan")), 1),
+        "psnr_last": round(psnr["model"]["at"][last], 2),
+    }
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ("| arm | PSNR h24 / h96 / h240 / last (copy-first) | beats copy-first (share of h>=24) | teacher-forced "
+            "(turned-prev) | detector: first fired / flagged (engine) | sharpness, last window | still: change / "
+            "last-vs-first dB | wall change | strafe ratio | turn: full-half dB |\n" + "|---" * 10 + "|\n")
+    lines = []
+    for r in rows:
+        at, first = r["psnr_at"], r["copy_first_at"]
+        hs = [h for h in ("24", "96", "240") if h in at] + [list(at)[-1]]
+        lines.append(
+            f"| {r['arm']} | {' / '.join(f'{at[h]:.2f}' for h in hs)} ({' / '.join(f'{first[h]:.2f}' for h in hs)}) "
+            f"| {r['beats_copy_first']:.2f} | {r['teacher_forced']:.2f} ({r['turned_previous']:.2f}) "
+            f"| {r['first_fired']} / {r['flagged']:.2f} ({r['engine_flagged']:.4f}) | {r['sharpness_last_window']:.2f} "
+            f"| {r['still_change']:.2f} / {r['still_last_vs_first']:.1f} | {r['wall_change']:.2f} "
+            f"| {r['strafe_ratio']:.2f} | {r['turn_full_over_half']:.1f} |")
+    return head + "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--arms", default="", help=f"comma-separated arms: {', '.join(ARMS)}")
+    parser.add_argument("--out", default="runs/proxy")
+    parser.add_argument("--recipe", default="stability-proxy")
+    parser.add_argument("--frames", type=int, default=1440)
+    parser.add_argument("--episodes", type=int, default=2)
+    parser.add_argument("--ground-truth", default="runs/gt", help="held-out engine frames, shared by all arms")
+    parser.add_argument("--table", default=None, help="print the lever table of the arms in this folder and stop")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.table or args.out)
+    if not args.table:
+        for name in [a for a in args.arms.split(",") if a]:
+            if name not in ARMS:
+                raise SystemExit(f"unknown arm {name!r}; known: {', '.join(ARMS)}")
+            _, overrides, play_noise = ARMS[name]
+            checkpoint = SHIPPED if overrides is None else train_arm(name, overrides, out, args.recipe)
+            evaluate_arm(name, checkpoint, play_noise, out, args.frames, args.episodes, Path(args.ground_truth))
+            print(f"{name}: evaluated", flush=True)
+    rows = [row(p.parent.parent.name, json.loads(p.read_text())) for p in sorted(out.glob("*/eval/metrics.json"))]
+    (out / "table.json").write_text(json.dumps(rows, indent=1))
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
