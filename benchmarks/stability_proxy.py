@@ -32,12 +32,17 @@ FRAMES_PER_ARM = 150 * 48  # generated frames per batch element: the recipe's 15
 # arm -> (what it changes, unroll overrides or None for no training, play-time context noise or None)
 ARMS: dict[str, tuple[str, dict | None, float | None]] = {
     "ship": ("the shipped world as it is", None, None),
-    "ship-play-noise-0.2": ("shipped world, context noise 0.2 at play time (no training)", None, 0.2),
+    **{f"ship-play-noise-{level}": (f"shipped world, context noise {level} at play time (no training)", None, level)
+       for level in (0.1, 0.2, 0.3, 0.5)},
     "unroll-short": ("own-rollout regression, 12-frame rollouts (the adversarial stage's horizon)",
                      {"clip_frames": 12}, None),
     "unroll-long": ("own-rollout regression, 48-frame rollouts", {"clip_frames": 48}, None),
     "unroll-long-noise": ("48-frame rollouts, context noise up to 0.3 in training, 0.1 at play",
                           {"clip_frames": 48, "context_noise": 0.3, "play_context_noise": 0.1}, None),
+    "unroll-long-noise-still": ("48-frame rollouts, context noise 0.3 / 0.1, a quarter of the clips still "
+                                "(one real frame, nothing pressed)",
+                                {"clip_frames": 48, "context_noise": 0.3, "play_context_noise": 0.1,
+                                 "still_fraction": 0.25}, None),
     "unroll-96-noise": ("96-frame rollouts, context noise up to 0.3 in training, 0.1 at play",
                         {"clip_frames": 96, "context_noise": 0.3, "play_context_noise": 0.1, "batch": 2}, None),
 }

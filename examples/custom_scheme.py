@@ -9,9 +9,10 @@ from pathlib import Path
 import yaml
 
 from worldsim.conditioning import load_scheme
+from worldsim.config import ASSETS_DIR
 from worldsim.input import ControllerState
 
-base = yaml.safe_load(Path("assets/schemes/camera.yaml").read_text())
+base = yaml.safe_load((ASSETS_DIR / "schemes" / "camera.yaml").read_text())  # works from any folder
 base["name"] = "arrows-and-stick"
 base["controls"] = {
     "keys": {"up": {"forward": 1.0}, "down": {"forward": -1.0}, "left": {"yaw": -1.0}, "right": {"yaw": 1.0},
@@ -21,6 +22,7 @@ base["controls"] = {
              "left_y": {"control": "forward", "scale": -1.0, "dead_zone": 0.2}},
 }
 Path("my_scheme.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
+print(f"wrote {Path('my_scheme.yaml').resolve()}; play it with: worldsim play --scheme my_scheme.yaml")
 
 scheme = load_scheme("my_scheme.yaml")
 state = ControllerState(keys=frozenset({"up"}), axes={"right_x": 0.6}, gamepad_connected=True)

@@ -23,4 +23,4 @@ forward = np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32)
 for action in [turn_right] * 18 + [forward] * 18:
     frames.append(session.step(session.encode(action)))
 imageio.imwrite(args.out, np.concatenate(frames[::6], axis=1))
-print(f"wrote {args.out}; last frame took {session.timings_ms}")
+print(f"wrote {args.out} ({len(frames[::6])} frames side by side); last frame took {session.timings_ms}")

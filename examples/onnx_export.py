@@ -25,7 +25,7 @@ args = parser.parse_args()
 # 1. export: the step (KV cache in and out) and the decoder, checked against torch over a rollout past the window
 manifest = export_checkpoint(load_checkpoint(args.checkpoint), args.out, quantize="int8" if args.int8 else "none",
                              overwrite=True)
-print(f"exported {list(manifest['files'].values())}; max |latent diff| vs torch "
+print(f"wrote {', '.join(manifest['files'].values())} to {args.out}; max |latent diff| vs torch "
       f"{manifest['verified']['max_abs_latent']:.2g} over {manifest['verified']['frames']} frames")
 
 # 2. play the same inputs on torch and on onnxruntime

@@ -1,5 +1,6 @@
-"""Record a small data set in ViZDoom and run every AAPT stage on it with the tiny `smoke` recipe (a few minutes on
-a laptop CPU). For a real world use `assets/recipes/doom-camera.yaml` (hours on a CPU, minutes on a GPU):
+"""Record a small data set in ViZDoom and run every AAPT stage on it with the tiny `smoke` recipe (under a minute on
+a laptop CPU; needs the [train] extra). For a real world use `assets/recipes/doom-camera.yaml` (hours on a CPU,
+minutes on a GPU):
 
     worldsim record --env doom --episodes 120 --steps 800 --out data/doom-camera --seed 0 --val-fraction 0.05
     worldsim train --recipe doom-camera --stage all --out runs/doom-camera [--resume]

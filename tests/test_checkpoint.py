@@ -140,3 +140,64 @@ def test_read_weights_names_a_damaged_file(tiny_checkpoint, tmp_path):
         read_weights(path / "vae.safetensors")
     with pytest.raises(CheckpointError, match="missing weights file"):
         read_weights(path / "nope.safetensors")
+
+
+# ---- shards -------------------------------------------------------------------------------------------------
+
+
+def test_sharded_checkpoint_loads_like_the_whole_one(tiny_checkpoint, tmp_path):
+    ckpt = load_checkpoint(tiny_checkpoint)
+    limit_mib = 1 / 16  # 64 KiB: the tiny generator (~250 KB; tensors up to 25 KB) needs several shards
+    path = checkpoint.save_checkpoint(tmp_path / "sharded", ckpt.config, ckpt.generator, ckpt.vae, ckpt.start_frames,
+                                      extra={"discriminator": {"w": torch.ones(3)}}, shard_mib=limit_mib)
+    shards = sorted(p.name for p in path.glob("generator-*.safetensors"))
+    assert len(shards) >= 3 and shards[0] == f"generator-00001-of-{len(shards):05d}.safetensors"
+    assert not (path / "generator.safetensors").exists() and (path / "discriminator.safetensors").exists()
+    assert all(p.stat().st_size <= limit_mib * 2 ** 20 for p in path.glob("*.safetensors"))
+    loaded = load_checkpoint(path)
+    for name, value in ckpt.generator.state_dict().items():
+        assert torch.equal(loaded.generator.state_dict()[name], value), name
+    assert torch.equal(loaded.start_frames, ckpt.start_frames) and set(loaded.extra) == {"discriminator"}
+
+
+def test_a_checkpoint_missing_a_shard_is_refused_by_name(tiny_checkpoint, tmp_path):
+    ckpt = load_checkpoint(tiny_checkpoint)
+    path = checkpoint.save_checkpoint(tmp_path / "sharded", ckpt.config, ckpt.generator, ckpt.vae, shard_mib=1 / 16)
+    count = len(list(path.glob("generator-*.safetensors")))
+    missing = f"generator-00002-of-{count:05d}.safetensors"
+    (path / missing).unlink()
+    with pytest.raises(CheckpointError, match=f"{missing}: missing shard"):
+        load_checkpoint(path)
+
+
+def test_shards_and_a_whole_file_of_the_same_weights_are_refused(tiny_checkpoint, tmp_path):
+    ckpt = load_checkpoint(tiny_checkpoint)
+    path = checkpoint.save_checkpoint(tmp_path / "sharded", ckpt.config, ckpt.generator, ckpt.vae, shard_mib=1 / 16)
+    shutil.copy(tiny_checkpoint / "generator.safetensors", path / "generator.safetensors")
+    with pytest.raises(CheckpointError, match="both this file and its shards"):
+        load_checkpoint(path)
+
+
+def test_bf16_shards_within_a_transfer_limit(tiny_checkpoint, tmp_path):
+    """What scripts/train_on_gpu.sh ships: half-precision shards under a per-file limit, loaded back as float32."""
+    ckpt = load_checkpoint(tiny_checkpoint)
+    path = checkpoint.save_checkpoint(tmp_path / "ship", ckpt.config, ckpt.generator, ckpt.vae, ckpt.start_frames,
+                                      dtype=torch.bfloat16, shard_mib=1 / 32)
+    assert len(list(path.glob("generator-*"))) > 1
+    assert all(p.stat().st_size <= 2 ** 15 for p in path.glob("*.safetensors"))
+    loaded = load_checkpoint(path)
+    assert next(loaded.generator.parameters()).dtype == torch.float32
+
+
+def test_a_training_run_folder_leads_to_its_latest_stage(tiny_checkpoint, tmp_path):
+    """`worldsim train --out RUN` fills RUN/<stage>/checkpoint: RUN itself names the last stage's checkpoint."""
+    run = tmp_path / "run"
+    for stage in ("vae", "adversarial", "diffusion"):
+        shutil.copytree(tiny_checkpoint, run / stage / "checkpoint")
+    (run / "long" / "checkpoint").mkdir(parents=True)  # a stage that has not saved yet
+    assert checkpoint.find_checkpoint(run) == run / "adversarial" / "checkpoint"
+    assert checkpoint.find_checkpoint(tiny_checkpoint) == tiny_checkpoint
+    assert checkpoint.find_checkpoint(tmp_path / "nope") == tmp_path / "nope"
+    with pytest.raises(CheckpointError, match=f"a training run folder, not a checkpoint; its latest stage's "
+                                              f"checkpoint is {run / 'adversarial' / 'checkpoint'}"):
+        load_checkpoint(run)  # what `worldsim eval --checkpoint RUN` says

@@ -6,6 +6,11 @@
     config.yaml             generator / vae / encoding / sampling configs, scheme name, provenance, metrics
     README.md               the model card
 
+Any weight file may be split into shards of at most a given size (`save_checkpoint(..., shard_mib=N)`), for
+transfers that limit file sizes: `generator-00001-of-00003.safetensors` ... `generator-00003-of-00003.safetensors`
+instead of `generator.safetensors`. Loading reads shards transparently and refuses an incomplete set, naming the
+missing file.
+
 Loading never unpickles (only safetensors are read) and checks every file, shape and config before building the
 models: the weights' names and shapes come from the safetensors headers and are compared with a model built on the
 meta device (no memory), so a config.yaml that asks for gigabytes fails before anything is allocated, with one clear
@@ -16,6 +21,7 @@ half-written checkpoint where a good one was.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -43,6 +49,10 @@ MAX_IMAGE_SIDE = 4096  # pixels; AAPT plays 736x416
 # Tables a model computes from its config at build time (rotary angles), beyond its weights: a few MB for any real
 # model, so more means a config whose sizes were not meant (latents of millions of tokens).
 MAX_DERIVED_BYTES = 256 << 20
+SHARD_FILE = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.safetensors$")
+# Bytes a tensor adds to a safetensors header besides its name (dtype, shape, offsets as JSON), rounded up: a shard
+# stays within its size limit header included.
+HEADER_BYTES_PER_TENSOR = 96
 
 
 class CheckpointError(WorldsimError):
@@ -154,6 +164,73 @@ def read_weights(file: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{file}: not a readable safetensors file ({err}); is it truncated?") from None
 
 
+def weight_files(path: Path, stem: str) -> list[Path]:
+    """The files holding one weight set of a checkpoint: `stem.safetensors`, or every shard of it
+    (`stem-00001-of-0000N.safetensors` ...). A set with a shard missing, or both forms, is a CheckpointError
+    naming the file; no file at all is an empty list."""
+    whole = path / f"{stem}.safetensors"
+    shards = sorted(p for p in path.glob(f"{glob_escape(stem)}-*-of-*.safetensors")
+                    if (m := SHARD_FILE.match(p.name)) and m["stem"] == stem)
+    if not shards:
+        return [whole] if whole.exists() or whole.is_symlink() else []
+    if whole.exists():
+        raise CheckpointError(f"{whole}: the checkpoint holds both this file and its shards ({shards[0].name}, ...); "
+                              "keep one of them")
+    counts = {int(SHARD_FILE.match(p.name)["count"]) for p in shards}
+    count = max(counts)
+    expected = [path / shard_name(stem, i, count) for i in range(1, count + 1)]
+    for file in expected:
+        if file not in shards:
+            raise CheckpointError(f"{file}: missing shard ({len(shards)} of the {count} shards of '{stem}' are "
+                                  "there); copy the whole checkpoint again")
+    if len(counts) > 1:
+        stray = next(p for p in shards if p not in expected)
+        raise CheckpointError(f"{stray}: a shard of another save ({count} shards of '{stem}' are there too)")
+    return expected
+
+
+def shard_name(stem: str, index: int, count: int) -> str:
+    return f"{stem}-{index:05d}-of-{count:05d}.safetensors"
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def weight_stems(path: Path) -> list[str]:
+    """The names of the weight sets in a checkpoint directory (a sharded set counts once)."""
+    stems = set()
+    for file in path.glob("*.safetensors"):
+        match = SHARD_FILE.match(file.name)
+        stems.add(match["stem"] if match else file.stem)
+    return sorted(stems)
+
+
+def _set_shapes(path: Path, stem: str) -> tuple[Path, dict[str, tuple[str, tuple[int, ...]]]]:
+    """(the file to name in errors, name -> (dtype, shape)) of one weight set, from its headers alone."""
+    found = weight_files(path, stem)
+    if not found:
+        raise CheckpointError(f"{path / f'{stem}.safetensors'}: missing weights file")
+    shapes: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for file in found:
+        for name, entry in read_shapes(file).items():
+            if name in shapes:
+                raise CheckpointError(f"{file}: '{name}' is also in another shard of '{stem}'")
+            shapes[name] = entry
+    return found[0] if len(found) == 1 else path / f"{stem}-*.safetensors", shapes
+
+
+def read_weight_set(path: Path, stem: str) -> dict[str, torch.Tensor]:
+    """The tensors of one weight set of a checkpoint, whole or sharded (see `weight_files`)."""
+    found = weight_files(path, stem)
+    if not found:
+        raise CheckpointError(f"{path / f'{stem}.safetensors'}: missing weights file")
+    weights: dict[str, torch.Tensor] = {}
+    for file in found:
+        weights.update(read_weights(file))
+    return weights
+
+
 def _check_shapes(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], file: Path) -> None:
     """The weights in `file` (name -> shape) are exactly those the config's model has."""
     missing = [k for k in expected if k not in found]
@@ -179,13 +256,12 @@ def _check_against_weights(config: CheckpointConfig, path: Path) -> None:
         if derived > MAX_DERIVED_BYTES:
             raise ConfigError(path / "config.yaml", name, f"the {name} would compute {derived / 2 ** 20:.0f} MB of "
                               "tables from its sizes", allowed=f"at most {MAX_DERIVED_BYTES >> 20} MB")
-        file = path / f"{name}.safetensors"
-        shapes = {k: shape for k, (_, shape) in read_shapes(file).items()}
-        _check_shapes({k: tuple(v.shape) for k, v in state.items()}, shapes, file)
-    file = path / "start_frames.safetensors"
-    if file.exists():
+        file, found = _set_shapes(path, name)
+        _check_shapes({k: tuple(v.shape) for k, v in state.items()}, {k: s for k, (_, s) in found.items()}, file)
+    if weight_files(path, "start_frames"):
+        file, found = _set_shapes(path, "start_frames")
         h, w = config.vae.image_size
-        dtype, shape = read_shapes(file).get("frames", (None, ()))
+        dtype, shape = found.get("frames", (None, ()))
         if dtype != "U8" or len(shape) != 4 or tuple(shape[1:]) != (h, w, 3):
             raise CheckpointError(f"{file}: expected 'frames' uint8 (N, {h}, {w}, 3)")
 
@@ -200,6 +276,22 @@ def _load_into(module: torch.nn.Module, weights: dict[str, torch.Tensor], file: 
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in weights.items()})
 
 
+def find_checkpoint(path: str | Path) -> Path:
+    """`path` when it is a checkpoint directory (or nothing to look into); for a training run folder (what
+    `worldsim train --out` fills: RUN/<stage>/checkpoint), the checkpoint of its latest stage in pipeline order,
+    so `--checkpoint RUN` plays what the run made last."""
+    from worldsim.training.recipe import STAGES  # the stage order; recipe.py imports nothing heavy
+
+    path = Path(path)
+    if not path.is_dir() or (path / "config.yaml").exists():
+        return path
+    for stage in reversed(STAGES):
+        candidate = path / stage / "checkpoint"
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    return path
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Load a checkpoint directory; every problem is a CheckpointError/ConfigError saying what is wrong."""
     path = Path(path)
@@ -212,6 +304,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: no such checkpoint directory")
     pickles = [p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
     if not (path / "config.yaml").exists():
+        found = find_checkpoint(path)
+        if found != path:
+            raise CheckpointError(f"{path}: a training run folder, not a checkpoint; its latest stage's checkpoint "
+                                  f"is {found}")
         hint = f" (found {pickles[0]}: pickle files are refused, only .safetensors is loaded)" if pickles else ""
         raise CheckpointError(f"{path}: missing config.yaml; not a worldsim checkpoint{hint}")
     # 1. the config, then the config against the weights' headers: nothing is built yet
@@ -219,26 +315,29 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     _check_against_weights(config, path)
     # 2. the models, and the weights into them
     generator, vae = build_models(config)
-    _load_into(generator, read_weights(path / "generator.safetensors"), path / "generator.safetensors")
-    _load_into(vae, read_weights(path / "vae.safetensors"), path / "vae.safetensors")
+    _load_into(generator, read_weight_set(path, "generator"), path / "generator.safetensors")
+    _load_into(vae, read_weight_set(path, "vae"), path / "vae.safetensors")
     start = None
-    if (path / "start_frames.safetensors").exists():
-        start = read_weights(path / "start_frames.safetensors").get("frames")
+    if weight_files(path, "start_frames"):
+        start = read_weight_set(path, "start_frames").get("frames")
         h, w = config.vae.image_size
         if start is None or start.dtype != torch.uint8 or start.dim() != 4 or tuple(start.shape[1:]) != (h, w, 3):
             raise CheckpointError(f"{path / 'start_frames.safetensors'}: expected 'frames' uint8 (N, {h}, {w}, 3)")
-    extra = {p.stem: read_weights(p) for p in sorted(path.glob("*.safetensors"))
-             if p.stem not in ("generator", "vae", "start_frames")}
+    extra = {stem: read_weight_set(path, stem) for stem in weight_stems(path)
+             if stem not in ("generator", "vae", "start_frames")}
     return Checkpoint(config, generator.eval(), vae.eval(), start, path, extra)
 
 
 def save_checkpoint(path: str | Path, config: CheckpointConfig, generator: torch.nn.Module, vae: torch.nn.Module,
                     start_frames: torch.Tensor | None = None, extra: dict[str, dict[str, torch.Tensor]] | None = None,
                     dtype: torch.dtype | None = None, card: str | None = None,
-                    files: dict[str, str] | None = None) -> Path:
+                    files: dict[str, str] | None = None, shard_mib: float | None = None) -> Path:
     """Write a checkpoint directory atomically (a new directory renamed into place). `dtype` halves the size for
     shipping (fp16/bf16); `extra` holds further weight files (training state, discriminator...) and `files` further
-    text files (e.g. trainer.json), all swapped in together."""
+    text files (e.g. trainer.json), all swapped in together. `shard_mib` splits every weight file larger than that
+    into shards of at most that size (a single tensor larger than it gets a shard of its own)."""
+    if shard_mib is not None and shard_mib <= 0:
+        raise CheckpointError(f"shard size must be positive, got {shard_mib} MiB")
     path = Path(path)
     _check_config(config, None)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -249,13 +348,13 @@ def save_checkpoint(path: str | Path, config: CheckpointConfig, generator: torch
             return {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous().cpu()
                     for k, v in state.items()}
 
-        save_file(weights(generator), str(tmp / "generator.safetensors"))
-        save_file(weights(vae), str(tmp / "vae.safetensors"))
+        limit = None if shard_mib is None else int(shard_mib * 2 ** 20)
+        save_weight_set(tmp, "generator", weights(generator), limit)
+        save_weight_set(tmp, "vae", weights(vae), limit)
         if start_frames is not None:
-            save_file({"frames": start_frames.to(torch.uint8).contiguous().cpu()},
-                      str(tmp / "start_frames.safetensors"))
+            save_weight_set(tmp, "start_frames", {"frames": start_frames.to(torch.uint8).contiguous().cpu()}, limit)
         for stem, tensors in (extra or {}).items():
-            save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp / f"{stem}.safetensors"))
+            save_weight_set(tmp, stem, {k: v.contiguous().cpu() for k, v in tensors.items()}, limit)
         for name, text in (files or {}).items():
             (tmp / name).write_text(text)
         (tmp / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
@@ -268,6 +367,27 @@ def save_checkpoint(path: str | Path, config: CheckpointConfig, generator: torch
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def save_weight_set(folder: Path, stem: str, tensors: dict[str, torch.Tensor], limit: int | None) -> list[Path]:
+    """`stem.safetensors`, or (over `limit` bytes) shards `stem-0000i-of-0000N.safetensors` of at most `limit` bytes
+    each, tensors kept whole and in order."""
+    cost = {k: v.numel() * v.element_size() + len(k.encode()) + HEADER_BYTES_PER_TENSOR for k, v in tensors.items()}
+    if limit is None or sum(cost.values()) + 8 <= limit:
+        groups = [list(tensors)]
+    else:
+        groups, size = [[]], 8  # 8: the header-length prefix of a safetensors file
+        for name in tensors:
+            if groups[-1] and size + cost[name] > limit:
+                groups.append([])
+                size = 8
+            groups[-1].append(name)
+            size += cost[name]
+    names = ([f"{stem}.safetensors"] if len(groups) == 1
+             else [shard_name(stem, i + 1, len(groups)) for i in range(len(groups))])
+    for name, group in zip(names, groups):
+        save_file({k: tensors[k] for k in group}, str(folder / name))
+    return [folder / name for name in names]
 
 
 def swap_in_directory(new: Path, path: Path) -> None:

@@ -23,11 +23,24 @@ COMMANDS = {
 }
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default in its help, unless the help already says it or there is none to show; descriptions
+    and epilogs keep their line breaks (the keys table of `worldsim play --help`)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default is None or default is False or default == argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="worldsim", description="Real-time interactive world models.")
+    parser = argparse.ArgumentParser(prog="worldsim", description="Real-time interactive world models.",
+                                     formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="command")
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
         if name == command:
             importlib.import_module(module).add_arguments(p)
     return parser

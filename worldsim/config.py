@@ -22,7 +22,13 @@ from worldsim.errors import WorldsimError
 
 T = TypeVar("T")
 
-ASSETS_DIR = Path(os.environ.get("WORLDSIM_ASSETS", Path(__file__).resolve().parent.parent / "assets"))
+PACKAGE_DIR = Path(__file__).resolve().parent
+# What worldsim ships besides code: assets/ (schemes, profiles, recipes, programs) and checkpoints/ (the shipped
+# world). A checkout or an editable install reads the repository's top-level folders; a wheel carries copies in
+# worldsim/_data (build_hooks.py), because a wheel installs files only inside its packages.
+SHIPPED_DIR = PACKAGE_DIR / "_data" if (PACKAGE_DIR / "_data").is_dir() else PACKAGE_DIR.parent
+ASSETS_DIR = Path(os.environ.get("WORLDSIM_ASSETS", SHIPPED_DIR / "assets"))
+CHECKPOINTS_DIR = SHIPPED_DIR / "checkpoints"
 MAX_YAML_BYTES = 1_000_000  # a scheme or recipe is a few KB; anything this large is a mistake or hostile
 MAX_YAML_DEPTH = 32
 MAX_YAML_NODES = 100_000  # values after YAML aliases are expanded: stops "billion laughs" alias bombs

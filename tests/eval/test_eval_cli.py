@@ -32,8 +32,16 @@ def test_eval_writes_metrics_charts_and_video(cli_run, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("checkpoint", "config", "speed", "idm", "definitions", "headline", "psnr", "ssim",
                 "teacher_forced_psnr", "action_agreement", "frechet", "sharpness_ratio",
-                "color_histogram_distance", "windows", "per_frame", "plots", "video"):
+                "color_histogram_distance", "windows", "per_frame", "plots", "video", "degeneration", "probes",
+                "beats_copy_first"):
         assert key in metrics, key
+    # the detector judged the model and the engine's own frames (its false positives); the probes ran both
+    assert len(metrics["degeneration"]["model"]["first_fired"]) == 2
+    assert 0 <= metrics["degeneration"][ENGINE]["flagged_fraction"] <= 1
+    assert (out / "detector" / "detector.json").exists()
+    assert set(metrics["probes"]) >= {"stand_still", "walk_into_wall", "strafe", "turn_in_place", "sheet"}
+    assert metrics["probes"]["stand_still"]["engine"]["mean_change"] < 0.5  # the engine stands still
+    assert (out / metrics["probes"]["sheet"]).exists()
     assert list(metrics["psnr"]) == CANDIDATES and list(metrics["psnr"]["model"]["at"]) == ["1", "8", "24"]
     assert list(metrics["action_agreement"]) == [*CANDIDATES, ENGINE]
     assert metrics["windows"] == [[1, 8], [9, 16], [17, 24]]
@@ -72,9 +80,10 @@ def test_evaluate_from_python_without_idm_reuses_the_ground_truth(tiny_checkpoin
     from worldsim.eval import ground_truth
 
     monkeypatch.setattr(ground_truth, "_record", lambda *a, **k: pytest.fail("recorded twice"))
-    config = EvalConfig(frames=12, episodes=1, window=6, video=False, steps=2)
+    config = EvalConfig(frames=12, episodes=1, window=6, video=False, steps=2, probes=False, detector=False)
     metrics = evaluate(tiny_checkpoint, tmp_path / "out", config, ground_truth_dir=shared_ground_truth,
                        progress=False)
+    assert "probes" not in metrics and "degeneration" not in metrics
     assert metrics["action_agreement"] is None and metrics["frechet"] is None and metrics["video"] is None
     assert metrics["speed"]["sampler_steps"] == 2
     assert list(metrics["psnr"]["model"]["at"]) == ["1", "8", "12"]
@@ -83,8 +92,10 @@ def test_evaluate_from_python_without_idm_reuses_the_ground_truth(tiny_checkpoin
 
 
 def test_evaluate_a_keys_world(tiny_keys_checkpoint, tmp_path):
-    metrics = evaluate(tiny_keys_checkpoint, tmp_path / "out", EvalConfig(frames=6, episodes=1, window=3),
+    metrics = evaluate(tiny_keys_checkpoint, tmp_path / "out", EvalConfig(frames=6, episodes=1, window=3,
+                                                                          reference_episodes=2, reference_frames=20),
                        progress=False)
+    assert set(metrics["probes"]) == {"stand_still", "walk_into_wall", "strafe", "turn_in_place", "sheet"}
     assert metrics["checkpoint"]["scheme"] == "keys" and len(metrics["windows"]) == 2
     assert (tmp_path / "out" / metrics["video"]).exists()
 
@@ -106,9 +117,10 @@ def test_train_idm_command_uses_the_checkpoint_resolution(doom_dataset, tiny_che
     (["--checkpoint", "does/not/exist", "--out", "x"], "no such checkpoint"),
     (["--train-idm", "--idm", "x"], "--data"),
     (["--frames", "0"], "at least 1"),
+    (["--context-noise", "1.5"], "--context-noise must be 0 to 1"),
 ])
 def test_user_mistakes_are_one_line_errors(args, message, tiny_checkpoint, tmp_path, capsys):
-    if args == ["--frames", "0"]:
+    if args[0] in ("--frames", "--context-noise"):
         args = ["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o"), *args]
     assert main(["eval", *args]) == 2
     err = capsys.readouterr().err

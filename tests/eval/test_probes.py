@@ -7,7 +7,6 @@ import pytest
 
 from worldsim.conditioning import load_scheme
 from worldsim.eval.probes import (
-    FULL_TURN_FRAMES,
     PROBES,
     frame_change,
     horizontal_shift,
@@ -22,12 +21,13 @@ def _scene(w: int = 96, h: int = 32, seed: int = 0) -> np.ndarray:
     return np.broadcast_to(row, (h, w, 3)).astype(np.uint8)
 
 
-def test_programs_follow_the_scheme_and_start_with_a_no_op():
-    camera = load_scheme("camera")
+def test_probes_press_keys_any_scheme_binds_and_start_with_a_no_op():
+    camera, keys = load_scheme("camera"), load_scheme("keys")
     actions = probe_actions(PROBES["turn_in_place"], camera)
     assert actions.shape == (PROBES["turn_in_place"].frames + 1, len(camera.control_names))
     assert not actions[0].any() and (actions[1:, camera.control_names.index("yaw")] == 1.0).all()
-    assert probe_actions(PROBES["turn_in_place"], load_scheme("keys")) is None  # no analog yaw in the keys scheme
+    turning = probe_actions(PROBES["turn_in_place"], keys)
+    assert (turning[1:, keys.control_names.index("turn_right")] == 1).all()
 
 
 def test_horizontal_shift_finds_a_known_shift():
@@ -60,12 +60,16 @@ def test_wall_probe_judges_only_frames_where_the_engine_is_blocked():
 
 
 def test_turn_probe_rewards_a_world_that_comes_back_after_a_full_turn():
-    n = 2 * FULL_TURN_FRAMES + 1
-    returning = np.stack([_scene(seed=i % FULL_TURN_FRAMES) for i in range(n)])
+    full_turn = 60  # frames: the engine's poses say where the turns are, whatever the rate
+    n = 2 * full_turn + 1
+    returning = np.stack([_scene(seed=i % full_turn) for i in range(n)])
     forgetting = np.stack([_scene(seed=1000 + i) for i in range(n)])
     poses = np.zeros((n, 3))
-    assert judge("turn_in_place", returning, poses, returning)["passed"]
+    poses[:, 2] = (-6.0 * np.arange(n)) % 360  # a right turn lowers the heading, wrapping at 0
+    result = judge("turn_in_place", returning, poses, returning)
+    assert result["frames_at_degrees"] == {180: 30, 360: 60, 720: 120} and result["passed"]
     assert not judge("turn_in_place", returning, poses, forgetting)["passed"]
+    assert not judge("turn_in_place", returning, np.zeros((n, 3)), returning)["passed"]  # never turned: no verdict
 
 
 def test_probes_run_on_a_tiny_world_in_the_engine(tiny_checkpoint):

@@ -15,6 +15,7 @@ from worldsim.input.replay import (
     frame_line,
     header_line,
     read_action_log,
+    reset_line,
 )
 from worldsim.input.sources import Command, open_source
 from worldsim.input.state import ControllerState
@@ -63,6 +64,10 @@ def test_log_round_trip_and_replay_order(tmp_path):
     ([header_line(HEADER), RESET_LINE, '{"frame": 1}\n'], "line 3: expected a 'state'"),
     ([header_line(HEADER), RESET_LINE, '{"state": {}, "sha256": "12"}\n'], "line 3: 'sha256' must be 64 hex"),
     ([header_line(HEADER), RESET_LINE, "[1, 2]\n"], "line 3: expected a JSON object"),
+    ([header_line(HEADER), '{"reset": true, "start": -1}\n'], "line 2: 'start' must be the index of a start frame"),
+    ([header_line(HEADER), '{"reset": true, "start": true}\n'], "line 2: 'start' must be the index"),
+    ([header_line(HEADER), RESET_LINE, '{"frame": 1, "state": {}, "start": 1}\n'],
+     "line 3: 'start' belongs on a reset line"),
 ])
 def test_malformed_logs_are_clear(tmp_path, lines, message):
     path = write_log(tmp_path, lines)
@@ -144,3 +149,18 @@ def test_logs_are_streamed_not_held_in_memory(tmp_path):
         tracemalloc.stop()
     source.close()
     assert log.frames == frames and peak < 1_000_000
+
+
+def test_resets_name_their_start_frame(tmp_path):
+    """A reset to another start point says which; the first start frame is written as logs always were."""
+    assert reset_line(0) == RESET_LINE
+    walk = ControllerState(keys=frozenset({"w"}))
+    path = write_log(tmp_path, [header_line(HEADER), reset_line(2), state_line(walk), reset_line(0),
+                                state_line(walk)])
+    assert [entry.start for entry in read_action_log(path).entries if entry.state is None] == [2, 0]
+    source = open_source(f"replay:{path}")
+    assert source.start == 2  # the loop's first reset goes there
+    commands: list[Command] = []
+    source.poll([], commands)
+    source.poll([], commands)
+    assert commands == [Command.RESET] and source.start == 0

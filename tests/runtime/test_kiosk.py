@@ -84,12 +84,21 @@ def test_kiosk_resets_at_the_session_limit_and_quits_on_the_combo():
     assert kiosk.update(7.0, quitting, False, 6) is Transition.QUIT  # ...until the combination has been held
 
 
+def test_automatic_resets_go_to_the_next_start_point_a_player_keeps_the_shown_one():
+    kiosk = Kiosk(KioskConfig(), now_s=0.0)
+    assert kiosk.start_after(Transition.ATTRACT, 2, 3) == 0 and kiosk.start_after(Transition.SESSION_LIMIT, 0, 3) == 1
+    assert kiosk.start_after(Transition.PLAYER, 1, 3) == 1 and kiosk.start_after(Transition.NONE, 1, 3) == 1
+    fixed = Kiosk(KioskConfig(rotate_starts=False), now_s=0.0)
+    assert fixed.start_after(Transition.SESSION_LIMIT, 1, 3) == 1
+
+
 # ---- profile ----------------------------------------------------------------------------------------------
 
 
 def test_shipped_kiosk_profile():
     profile = load_profile("kiosk")
     assert profile.fullscreen and profile.hide_cursor and not profile.hud and profile.keys.quit == ()
+    assert not profile.help_on_start and profile.keys.next_start == () and profile.kiosk.rotate_starts
     assert set(profile.kiosk.quit_keys) == QUIT_KEYS and profile.kiosk.quit_hold_s == 2.0
     assert profile.supervisor.heartbeat_timeout_s > profile.kiosk.heartbeat_s
 
@@ -156,6 +165,17 @@ def test_session_limit_resets_the_world(make_loop, hold):
     assert loop.session.frame_index == 4
     loop.frame()
     assert loop.session.frame_index == 1 and loop.kiosk_counts["session_limit"] == 1
+
+
+@pytest.mark.parametrize("rotate", [True, False])
+def test_automatic_resets_rotate_the_start_points(make_loop, hold, rotate):
+    loop = kiosk_loop(make_loop, max_session_frames=2, rotate_starts=rotate)
+    assert loop.help_until_s == 0.0  # no keys overlay: attract mode is what a visitor sees first
+    hold("w")
+    frames(loop, 3)  # a player arrives (a fresh start where the invitation was), then the session limit
+    assert loop.kiosk_counts["session_limit"] == 1 and loop.start_index == (1 if rotate else 0)
+    frames(loop, 2)
+    assert loop.kiosk_counts["session_limit"] == 2 and loop.start_index == 0  # two start frames: round again
 
 
 def test_quit_needs_the_combination_held_and_window_close_is_ignored(make_loop, hold):

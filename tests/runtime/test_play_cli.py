@@ -103,3 +103,55 @@ def test_user_mistakes_are_one_line_errors(tiny_checkpoint, capsys, args, messag
 def test_missing_checkpoint_directory(tmp_path, capsys):
     assert play("--checkpoint", str(tmp_path / "nope"), "--frames", "2") == 2
     assert "no such checkpoint directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("display", [None, ":0"])
+def test_no_display_stops_at_once_naming_headless(tiny_checkpoint, monkeypatch, capsys, display):
+    """Over SSH SDL falls back to its invisible offscreen driver by itself: that must not play unseen."""
+    import sys
+
+    import pygame
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("SDL_VIDEODRIVER")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    if display is None:
+        monkeypatch.delenv("DISPLAY", raising=False)
+    else:
+        monkeypatch.setenv("DISPLAY", display)
+    monkeypatch.setattr(pygame.display, "init", lambda: None)
+    monkeypatch.setattr(pygame.display, "get_driver", lambda: "offscreen")
+    assert main(["play", "--checkpoint", str(tiny_checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert "no display" in err and "--headless" in err and err.count("\n") == 1
+    assert ("over SSH" in err) == (display is None)
+
+
+def test_a_display_sdl_cannot_open_is_one_line(tiny_checkpoint, monkeypatch, capsys):
+    import pygame
+
+    def init():
+        raise pygame.error("x11 not available")
+
+    monkeypatch.delenv("SDL_VIDEODRIVER")
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(pygame.display, "init", init)
+    assert main(["play", "--checkpoint", str(tiny_checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert "x11 not available" in err and "--headless" in err and err.count("\n") == 1
+
+
+def test_an_invisible_driver_asked_for_is_the_headless_mode(monkeypatch):
+    from worldsim.runtime.display import require_display
+
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")  # as tests and --headless ask for it
+    require_display()
+
+
+def test_a_training_run_folder_plays_its_latest_stage(tiny_checkpoint, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_checkpoint, run / "long" / "checkpoint")
+    assert play("--checkpoint", str(run), "--frames", "2") == 0
+    assert f"playing its latest stage, {run / 'long' / 'checkpoint'}" in capsys.readouterr().err

@@ -19,7 +19,9 @@ def test_desktop_keys():
     keys, buttons = command_table(load_profile("desktop"))
     assert keys["p"] is Command.PAUSE and keys["n"] is Command.STEP and keys["escape"] is Command.QUIT
     assert keys["r"] is keys["backspace"] is Command.RESET and keys["f5"] is Command.RECORD
-    assert keys["f1"] is keys["h"] is Command.HUD and buttons["start"] is Command.PAUSE
+    assert keys["f1"] is Command.HELP and keys["h"] is Command.HUD and keys["f3"] is Command.DEV_HUD
+    assert keys["tab"] is keys["page down"] is Command.NEXT_START and buttons["start"] is Command.PAUSE
+    assert load_profile("desktop").window_scale is None  # sized to the screen
 
 
 def write(tmp_path, text):

@@ -119,3 +119,16 @@ def test_context_noise_is_seen_by_the_generator_but_not_carried_forward():
     noisy = step_frame(g, g.new_cache(), recycled, *conds, noise, context_noise=torch.randn(1, 4, 4, 6),
                        context_level=0.5)
     assert not torch.allclose(clean, noisy)
+
+
+def test_still_clips_repeat_the_first_frame_under_the_no_op():
+    from worldsim.training.unroll import with_still_clips
+
+    clip = tiny_clip(batch=6, frames=5)
+    no_op_frame, no_op_tokens = torch.zeros(3), torch.full((2, 2, 3), 0.5)
+    out = with_still_clips(clip, 0.5, no_op_frame, no_op_tokens, torch.Generator().manual_seed(0))
+    still = (out.latents == out.latents[:, :1]).flatten(1).all(1)
+    assert 0 < still.sum() < 6  # some replaced, some kept
+    assert (out.frame_cond[still] == 0).all() and (out.token_cond[still] == 0.5).all()
+    torch.testing.assert_close(out.latents[~still], clip.latents[~still])
+    assert with_still_clips(clip, 0.0, no_op_frame, no_op_tokens) is clip

@@ -6,11 +6,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 from worldsim.checkpoint import build_models
 from worldsim.testing import random_config
-from worldsim.training.trainer import Trainer
+from worldsim.training.trainer import Trainer, TrainingError
 
 
 def make_trainer(out: Path, steps: int, resume: bool) -> Trainer:
@@ -75,3 +76,23 @@ def test_leftovers_of_killed_saves_are_removed_at_the_next_start(tmp_path):
     assert trainer.step == 2
     assert not list(tmp_path.glob(".checkpoint.*")) and not list((tmp_path / "samples").iterdir())
 
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "trainer.json", "wrong shapes", "missing optimiser"])
+def test_a_damaged_checkpoint_on_resume_is_one_clear_error(tmp_path, damage):
+    run(make_trainer(tmp_path, steps=2, resume=False))
+    checkpoint = tmp_path / "checkpoint"
+    if damage == "truncated weights":
+        weights = checkpoint / "vae.safetensors"
+        weights.write_bytes(weights.read_bytes()[:100])
+    elif damage == "trainer.json":
+        (checkpoint / "trainer.json").write_text('["not", "the settings"]')
+    elif damage == "wrong shapes":
+        from safetensors.torch import save_file
+
+        save_file({"encoder.weight": torch.zeros(3)}, str(checkpoint / "vae.safetensors"))
+    else:
+        (checkpoint / "optimizer_vae.safetensors").unlink()
+    with pytest.raises(TrainingError, match="is damaged .*; restore it or train into a new --out") as err:
+        make_trainer(tmp_path, steps=4, resume=True)
+    assert str(checkpoint) in str(err.value)

@@ -19,7 +19,8 @@ EXPORT_DTYPES = ("float32", "float16")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", type=Path, required=True, metavar="DIR", help="checkpoint directory")
+    parser.add_argument("--checkpoint", type=Path, required=True, metavar="DIR",
+                        help="checkpoint directory, or a training run folder (its latest stage's checkpoint)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory to write the ONNX files to")
     parser.add_argument("--dtype", default="float32", choices=EXPORT_DTYPES,
                         help="precision of the exported graphs (float32 for CPU; float16 for onnxruntime-gpu)")
@@ -34,11 +35,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from worldsim.backends.export import export_checkpoint
-    from worldsim.checkpoint import load_checkpoint
+    from worldsim.checkpoint import find_checkpoint, load_checkpoint
 
     if args.dtype != "float32" and not args.no_verify:
         raise WorldsimError("the check against torch runs on CPU in float32; export float16 with --no-verify")
-    checkpoint = load_checkpoint(args.checkpoint)
+    checkpoint = load_checkpoint(find_checkpoint(args.checkpoint))
     manifest = export_checkpoint(checkpoint, args.out, dtype=getattr(torch, args.dtype), quantize=args.quantize,
                                  verify=not args.no_verify, overwrite=args.overwrite)
     files = ", ".join(manifest["files"].values())

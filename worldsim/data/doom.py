@@ -132,8 +132,7 @@ def wad_maps(path: Path) -> list[str]:
 
 
 def shipped_scenarios() -> dict[str, Path]:
-    import vizdoom
-
+    vizdoom = _import_vizdoom()
     return {p.stem: p for p in sorted(Path(vizdoom.scenarios_path).glob("*.wad"))}
 
 
@@ -339,7 +338,8 @@ def _import_vizdoom() -> Any:
     try:
         import vizdoom
     except ImportError:
-        raise WorldsimError("recording from Doom needs the vizdoom package: "
-                            "pip install 'worldsim[train]'") from None
+        raise WorldsimError("recording from Doom (worldsim record, train, eval) needs the vizdoom package of the "
+                            "[train] extra: pip install 'worldsim[train]', or from a checkout "
+                            "pip install -e \".[train]\"") from None
     return vizdoom
 

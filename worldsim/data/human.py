@@ -15,6 +15,7 @@ import pygame
 from worldsim.conditioning import Scheme
 from worldsim.data.policies import StopRecording
 from worldsim.input.state import ControllerState
+from worldsim.runtime.display import require_display
 
 MOUSE_BUTTON_NAMES = {1: "left", 2: "middle", 3: "right"}
 QUIT_KEYS = frozenset({"escape"})
@@ -75,7 +76,8 @@ class KeyboardPolicy:
                  scale: int = DEFAULT_WINDOW_SCALE):
         self.scheme = scheme
         self.fps = fps  # the engine's real-time rate (35 tics/s / frame skip); None runs as fast as possible
-        pygame.display.init()
+        # no display (over SSH): one line saying so, not a recording nobody can see
+        require_display("record with the scripted explorer instead (--input policy)")
         self.screen = pygame.display.set_mode((resolution[0] * scale, resolution[1] * scale))
         pygame.display.set_caption("worldsim record - Esc or close the window to stop")
         self.clock = pygame.time.Clock()

@@ -2,6 +2,7 @@
 
     worldsim record --env doom --episodes 100 --steps 1000 --out data/doom --seed 0
     worldsim record --env doom --input keyboard --episodes 1 --steps 5000 --out data/mine   # play it yourself
+    worldsim record --recipe doom-gpu --workers 16            # a recipe's data set, 16 engines in parallel
 
 Stopped or killed, the same command run again finishes the dataset: the episodes it lacks are recorded from
 their own seeds, so the data and the train/val split are those of an uninterrupted run.
@@ -10,15 +11,19 @@ their own seeds, so the data and the train/val split are those of an uninterrupt
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from worldsim.conditioning import load_scheme
 from worldsim.config import load
 from worldsim.data.env import ENGINES, make_env
 from worldsim.data.policies import ExploreConfig, ExplorePolicy, Policy
-from worldsim.data.record import record
+from worldsim.data.record import RecorderSpec, record
 from worldsim.data.storage import DEFAULT_CHUNK_FRAMES, SPLITS
 from worldsim.errors import WorldsimError
+
+# What --recipe sets (from the recipe's data section), with the values used without it.
+RECIPE_SETS = {"config": None, "scheme": "camera", "episodes": 10, "steps": 1000, "seed": 0, "val_fraction": 0.1}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,15 +31,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None,
                         help="engine config: a shipped name (e.g. freedoom2_map02) or a YAML path "
                              "(default: the shipped world, assets/doom/freedoom2_map01.yaml)")
-    parser.add_argument("--scheme", default="camera", help="conditioning scheme: camera, keys or a YAML path")
-    parser.add_argument("--out", required=True,
+    parser.add_argument("--scheme", default=None, help="conditioning scheme: camera (default), keys or a YAML path")
+    parser.add_argument("--out", default=None,
                         help="dataset directory (created; must be new or empty, or hold an interrupted recording "
-                             "made with the same arguments, which this run finishes)")
-    parser.add_argument("--episodes", type=int, default=10, help="episodes to record")
-    parser.add_argument("--steps", type=int, default=1000, help="steps per episode (frames = steps + 1)")
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed: same seed, same data")
-    parser.add_argument("--val-fraction", type=float, default=0.1,
-                        help="fraction of the episodes held out for validation (by episode)")
+                             "made with the same arguments, which this run finishes); with --recipe, default: "
+                             "the recipe's data.dir")
+    parser.add_argument("--episodes", type=int, default=None, help="episodes to record (default 10)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per episode (frames = steps + 1; default 1000)")
+    parser.add_argument("--seed", type=int, default=None, help="dataset seed: same seed, same data (default 0)")
+    parser.add_argument("--val-fraction", type=float, default=None,
+                        help="fraction of the episodes held out for validation (by episode; default 0.1)")
+    parser.add_argument("--recipe", default=None,
+                        help="record a training recipe's data set (its data section sets --config, --scheme, "
+                             "--episodes, --steps, --seed and --val-fraction)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="engine processes recording at once (0: one per CPU core); the data are the same as "
+                             "with one")
     parser.add_argument("--append", action="store_true",
                         help="add --episodes more episodes to a finished dataset directory")
     parser.add_argument("--input", default="policy", choices=("policy", "keyboard"),
@@ -46,11 +58,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def from_recipe(args: argparse.Namespace) -> None:
+    """Fill what --recipe sets (or the defaults) into `args`."""
+    given = [f"--{k.replace('_', '-')}" for k in RECIPE_SETS if getattr(args, k) is not None]
+    if args.recipe is None:
+        for key, default in RECIPE_SETS.items():
+            if getattr(args, key) is None:
+                setattr(args, key, default)
+        if args.out is None:
+            raise WorldsimError("--out is required (or --recipe, to record a recipe's data set)")
+        return
+    from worldsim.training.recipe import load_recipe
+
+    if given:
+        raise WorldsimError(f"--recipe sets {', '.join(given)}: drop {'it' if len(given) == 1 else 'them'}, or "
+                            "drop --recipe")
+    data = load_recipe(args.recipe).data
+    if data.record is None:
+        raise WorldsimError(f"recipe {args.recipe!r} has no data.record section saying how to record its data")
+    spec = data.record
+    args.config, args.scheme, args.episodes, args.steps = spec.doom, data.scheme, spec.episodes, spec.steps
+    args.seed, args.val_fraction, args.out = spec.seed, spec.val_fraction, args.out or data.dir
+
+
 def run(args: argparse.Namespace) -> int:
     if args.scale < 1:
         raise WorldsimError(f"--scale must be at least 1, got {args.scale}")
+    from_recipe(args)
+    workers = args.workers or os.cpu_count() or 1
+    if workers < 1:
+        raise WorldsimError(f"--workers must be at least 0, got {args.workers}")
+    if workers > 1 and args.input != "policy":
+        raise WorldsimError("--workers records with the scripted explorer; --input keyboard plays in one process")
     scheme = load_scheme(args.scheme)
     policy_config = load(ExploreConfig, args.policy_config) if args.policy_config else ExploreConfig()
+    spec = RecorderSpec(args.env, args.config, args.scheme, policy_config)
     env = make_env(args.env, args.config, scheme)
     policy: Policy
     try:
@@ -64,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             index = record(env, policy, args.out, episodes=args.episodes, steps=args.steps, seed=args.seed,
                            val_fraction=args.val_fraction, append=args.append, chunk_frames=args.chunk_frames,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, workers=workers, spec=spec)
         finally:
             if hasattr(policy, "close"):
                 policy.close()

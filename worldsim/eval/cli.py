@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="float32", choices=DTYPES, help="model precision")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-video", action="store_true", help="skip the side-by-side MP4")
+    parser.add_argument("--no-probes", action="store_true",
+                        help="skip the behaviour probes (stand still, walk into a wall, strafe, turn in place)")
+    parser.add_argument("--no-detector", action="store_true",
+                        help="skip the degeneration detector (and the engine reference episodes it is fitted on)")
+    parser.add_argument("--context-noise", type=float, default=None,
+                        help="noise level of the recycled frame at play time (default: the checkpoint's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the metrics, charts and video of an earlier evaluation in --out")
@@ -102,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
         raise WorldsimError("--checkpoint and --out are required (or --train-idm --data DATASET --idm DIR)")
     if args.frames < 1 or args.episodes < 1 or args.window < 1:
         raise WorldsimError("--frames, --episodes and --window must be at least 1")
+    if args.context_noise is not None and not 0 <= args.context_noise <= 1:
+        raise WorldsimError(f"--context-noise must be 0 to 1, got {args.context_noise}")
     if args.steps is not None and not 1 <= args.steps <= MAX_SAMPLING_STEPS:
         raise WorldsimError(f"--steps must be 1 to {MAX_SAMPLING_STEPS}, got {args.steps}")
     _refuse_earlier_results(Path(args.out), args.overwrite)
@@ -114,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         _train_idm(args)
     config = EvalConfig(frames=args.frames, episodes=args.episodes, seed=args.seed, steps=args.steps,
                         window=args.window, doom=args.doom, device=args.device, dtype=args.dtype,
-                        video=not args.no_video)
+                        video=not args.no_video, probes=not args.no_probes, detector=not args.no_detector,
+                        context_noise=args.context_noise)
     idm = load_idm(args.idm) if args.idm else None
     summary = evaluate(args.checkpoint, args.out, config, idm=idm, ground_truth_dir=args.ground_truth,
                        progress=not args.no_progress)
@@ -143,6 +152,18 @@ def format_summary(summary: dict) -> str:
                      f"copy first {agreement['copy_first']['mean']['all']:.3f}")
         drift = summary["frechet"]["model"]["drift_ratio"]
         lines.append(f"Frechet (IDM features) drift ratio: model {drift:.2f}")
+    degeneration = summary.get("degeneration")
+    if degeneration:
+        lines.append(f"degeneration detector: model first fired at frame {degeneration['model']['first_fired']} "
+                     f"(per episode; None: never), flagged {degeneration['model']['flagged_fraction']:.3f} of "
+                     f"frames; engine (false positives) flagged {degeneration[ENGINE]['flagged_fraction']:.4f}")
+    if summary.get("beats_copy_first") is not None:
+        lines.append(f"open loop above copy-first at {summary['beats_copy_first']:.0%} of frames from 24 on")
+    for name, probe in (summary.get("probes") or {}).items():
+        if isinstance(probe, dict):
+            figures = {k: v for k, v in probe.get("model", {}).items() if not isinstance(v, dict)}
+            lines.append(f"probe {name}: {'passed' if probe['passed'] else 'failed'} "
+                         + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()))
     lines.append("sharpness ratio per window: model "
                  + ", ".join(f"{v:.2f}" for v in summary["sharpness_ratio"]["model"]["windows"]))
     speed = summary["speed"]

@@ -8,12 +8,14 @@ PSNR by horizon says how far a world is from the engine; the probes say whether 
                     moves < 0.5 map units per frame), the model's frame must change <= 1 grey level per frame.
     strafe          strafe right, then left: the mean horizontal image shift per frame must be within 30% of
                     the engine's.
-    turn_in_place   two full turns at full yaw rate: after a full turn the engine shows its start again and after a
-                    half turn it does not. Passes when the model's frame after a full turn is closer to its start
-                    than the frame after half a turn, by >= 5 dB.
+    turn_in_place   turn right for 180 frames (two full turns in the camera scheme): after a full turn the
+                    engine shows its start again and after a half turn it does not. Passes when the model's frame
+                    after a full turn is closer to its start than the frame after half a turn, by >= 5 dB.
 
-Controls are named as in the conditioning scheme (`forward`, `strafe`, `yaw`); a scheme that lacks one of a probe's
-controls skips that probe. Frames are compared at the model's resolution, as every other eval metric.
+Probes press keys as a player would (W, A, D, the right arrow), so they play any scheme that binds them; a scheme
+that binds none of a segment's keys skips that probe. The turn is judged at the frames where the engine has turned
+180, 360 and 720 degrees (from its poses), whatever the scheme's turn rate. Frames are compared at the model's
+resolution, as every other eval metric.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 
 from worldsim.conditioning.scheme import Scheme
 from worldsim.eval.metrics import psnr
+from worldsim.input.state import ControllerState
 
 FPS_MINUTE = 1050  # one minute at Doom's 17.5 recorded frames per second
 BLOCKED_UNITS = 0.5  # map units per frame under which the engine's player counts as stopped by a wall
@@ -41,38 +44,32 @@ TURN_MIN_GAIN = 5.0  # dB, full turn over half turn
 @dataclass(frozen=True)
 class Probe:
     name: str
-    segments: tuple[tuple[int, dict[str, float]], ...]  # (frames, held controls)
+    segments: tuple[tuple[int, tuple[str, ...]], ...]  # (frames, keyboard keys held), as a player would press them
 
     @property
     def frames(self) -> int:
         return sum(n for n, _ in self.segments)
 
-    def controls(self) -> set[str]:
-        return {c for _, held in self.segments for c in held}
-
 
 PROBES: dict[str, Probe] = {
-    "stand_still": Probe("stand_still", ((FPS_MINUTE, {}),)),
-    "walk_into_wall": Probe("walk_into_wall", ((22, {"yaw": 1.0}), (60, {"forward": 1.0}))),
-    "strafe": Probe("strafe", ((24, {"strafe": 1.0}), (24, {"strafe": -1.0}))),
-    "turn_in_place": Probe("turn_in_place", ((180, {"yaw": 1.0}),)),
+    "stand_still": Probe("stand_still", ((FPS_MINUTE, ()),)),
+    "walk_into_wall": Probe("walk_into_wall", ((22, ("right",)), (60, ("w",)))),
+    "strafe": Probe("strafe", ((24, ("d",)), (24, ("a",)))),
+    "turn_in_place": Probe("turn_in_place", ((180, ("right",)),)),  # two full turns at the camera scheme's rate
 }
-FULL_TURN_FRAMES = 90  # 360 degrees at the camera scheme's 4 degrees per frame
 
 
 def probe_actions(probe: Probe, scheme: Scheme) -> np.ndarray | None:
-    """(frames + 1, A) actions in the scheme's units, row 0 the no-op before the first frame; None when the scheme
-    has no such controls."""
-    names = scheme.control_names
-    if not probe.controls() <= set(names):
-        return None
-    rows = [np.zeros(len(names), np.float32)]
-    for frames, held in probe.segments:
-        action = np.zeros(len(names), np.float32)
-        for control, value in held.items():
-            action[names.index(control)] = value
+    """(frames + 1, A) actions of the scheme for the probe's keys, row 0 the no-op before the first frame; None
+    when the scheme binds none of the keys of a segment (the probe cannot be played with it)."""
+    no_op = scheme.action(ControllerState())
+    rows = [no_op]
+    for frames, keys in probe.segments:
+        action = scheme.action(ControllerState(keys=frozenset(keys)))
+        if keys and np.array_equal(action, no_op):
+            return None
         rows += [action] * frames
-    return np.stack(rows)
+    return np.stack(rows).astype(np.float32)
 
 
 def record_engine(probe_actions_: np.ndarray, scheme: Scheme, doom: str | None = None, seed: int = 0
@@ -122,6 +119,12 @@ def horizontal_shift(frames: np.ndarray, max_shift: int = MAX_SHIFT) -> np.ndarr
     return out
 
 
+def _heading_steps(poses: np.ndarray) -> np.ndarray:
+    """(F + 1, 3) poses -> (F + 1,) the heading change into each frame in degrees (0 for frame 0), unwrapped."""
+    step = np.diff(poses[:, 2])
+    return np.concatenate([[0.0], (step + 180) % 360 - 180])
+
+
 def judge(name: str, engine: np.ndarray, poses: np.ndarray, model: np.ndarray) -> dict:
     """One probe's figures for the engine and the model (both (F + 1, h, w, 3) at the model's resolution, frame 0
     the shared first frame), with `passed` for the model."""
@@ -146,13 +149,15 @@ def judge(name: str, engine: np.ndarray, poses: np.ndarray, model: np.ndarray) -
         result["shift_ratio"] = ratio
         passed = abs(ratio - 1) <= STRAFE_TOLERANCE
     elif name == "turn_in_place":
-        result = {}
+        turned = np.abs(np.cumsum(_heading_steps(poses)))  # (F + 1,) degrees turned by frame k
+        seats = {deg: int(np.argmax(turned >= deg - 1)) for deg in (180, 360, 720) if turned[-1] >= deg - 1}
+        result = {"frames_at_degrees": seats}
         for side, f in (("engine", engine), ("model", model)):
-            at = {f"{deg}": psnr(f[k: k + 1], f[:1])[0] for deg, k in ((180, FULL_TURN_FRAMES // 2),
-                                                                     (360, FULL_TURN_FRAMES),
-                                                                     (720, 2 * FULL_TURN_FRAMES)) if k < len(f)}
-            result[side] = {"psnr_to_start_after_degrees": at, "full_over_half_db": at["360"] - at["180"]}
-        passed = result["model"]["full_over_half_db"] >= TURN_MIN_GAIN
+            at = {str(deg): psnr(f[k: k + 1], f[:1])[0] for deg, k in seats.items()}
+            result[side] = {"psnr_to_start_after_degrees": at,
+                            "full_over_half_db": at["360"] - at["180"] if "360" in at else float("nan")}
+        passed = "360" in result["model"]["psnr_to_start_after_degrees"] and \
+            result["model"]["full_over_half_db"] >= TURN_MIN_GAIN
     else:
         raise KeyError(f"unknown probe {name!r}; known: {', '.join(PROBES)}")
     return {**result, "passed": bool(passed)}

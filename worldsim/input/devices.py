@@ -127,16 +127,23 @@ class LiveInput:
 
     length = None
     expected_hash = None
+    start = None
 
     def __init__(self, gamepads: bool | Gamepads = True):
         self.gamepads = Gamepads() if gamepads is True else (gamepads or None)
-        self.label = "gamepad" if self.gamepads is not None else "keyboard"
         self.state = ControllerState()
         self.notices: list[str] = []
         if gamepads is True:
             notice = Gamepads.init_sdl()
             if notice is not None:
                 self.notices.append(notice)
+
+    @property
+    def label(self) -> str:
+        """What the HUD and the stats name: the pads actually plugged in, not the `--input` asked for."""
+        if self.gamepads is not None and self.gamepads.connected:
+            return "gamepad: " + ", ".join(pad.name for pad in self.gamepads.pads.values())
+        return "keyboard + mouse"
 
     def poll(self, events: list[pygame.event.Event], commands: list[Command]) -> ControllerState:
         state = ev.next_frame(self.state)

@@ -6,11 +6,13 @@ A log is JSON lines (`run.actions.jsonl`, written next to `run.mp4` by the recor
     {"reset": true}
     {"frame": 1, "state": {"keys": ["w"], "mouse": [0.0, 0.0], ...}, "sha256": "9a0e..."}
     {"frame": 2, "state": {...}, "sha256": "..."}
+    {"reset": true, "start": 2}
 
 Line 1 is the header: the scheme, encoding, seed, sampler steps and a fingerprint of the checkpoint the run
-was played with. Every following line is either a world reset or one generated frame: the `ControllerState`
-that drove it (`ControllerState.to_json`) and the sha256 of the frame's RGB bytes, so a replay can check it is
-bit-exact. A log always starts at a reset, because a frame depends on everything since the last reset.
+was played with. Every following line is either a world reset (to the checkpoint's start frame `start`, 0 when
+absent) or one generated frame: the `ControllerState` that drove it (`ControllerState.to_json`) and the sha256
+of the frame's RGB bytes, so a replay can check it is bit-exact. A log always starts at a reset, because a
+frame depends on everything since the last reset.
 A log is checked line by line when it is opened and streamed during a replay, so its length costs no memory.
 """
 
@@ -34,8 +36,9 @@ from worldsim.input.state import ControllerState
 LOG_FORMAT = "worldsim-actions"
 LOG_VERSION = 1
 LOG_SUFFIX = ".actions.jsonl"
-ENTRY_KEYS = {"reset": "a world reset", "frame": "frame index since the reset",
-              "state": "the ControllerState", "sha256": "hash of the frame's RGB bytes"}
+ENTRY_KEYS = {"reset": "a world reset", "start": "the start frame a reset went back to",
+              "frame": "frame index since the reset", "state": "the ControllerState",
+              "sha256": "hash of the frame's RGB bytes"}
 # A frame line is about 200 bytes, so the cap is some 15 hours of play at 24 fps. Logs are read line by line (memory
 # stays flat however long the log); the cap bounds the time the check before playing takes.
 MAX_LOG_BYTES = 256 << 20
@@ -86,7 +89,13 @@ def header_line(header: ActionLogHeader) -> str:
 
 
 RESET_LINE = '{"reset": true}\n'
+MAX_START = 1_000_000  # start frames a checkpoint could hold; an index past it is a damaged log
 HEX_DIGITS = frozenset(string.hexdigits.lower())
+
+
+def reset_line(start: int = 0) -> str:
+    """A world reset to the checkpoint's start frame `start` (the first, 0, is written as logs always were)."""
+    return RESET_LINE if start == 0 else f'{{"reset": true, "start": {start}}}\n'
 
 
 def frame_line(frame: int, state_json: str, frame_hash: str | None) -> str:
@@ -100,6 +109,7 @@ class LogEntry:
     state: ControllerState | None  # None: a reset
     frame_hash: str | None = None
     frame: int = 0  # the frame's number since the last reset (0: a reset)
+    start: int = 0  # a reset: the start frame it went back to
 
 
 @dataclass(frozen=True)
@@ -231,7 +241,12 @@ def _entry(path: Path, number: int, data: Any) -> LogEntry:
         raise ActionLogError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: "
                              + ", ".join(f"{k} ({v})" for k, v in ENTRY_KEYS.items()))
     if data.get("reset") is True:
-        return LogEntry(None)
+        start = data.get("start", 0)
+        if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= MAX_START:
+            raise ActionLogError(f"{where}: 'start' must be the index of a start frame (0, 1, ...), got {start!r}")
+        return LogEntry(None, start=start)
+    if "start" in data:
+        raise ActionLogError(f"{where}: 'start' belongs on a reset line (\"reset\": true)")
     if "state" not in data:
         raise ActionLogError(f"{where}: expected a 'state' (a frame) or \"reset\": true")
     try:
@@ -264,11 +279,12 @@ class ReplayInput:
         self.notices: list[str] = []
         self.expected_hash: str | None = None
         self._entries = log.iter_entries()
-        next(self._entries)  # the loop starts from a reset: the log's first entry is that one
+        self.start = next(self._entries).start  # the loop starts from a reset: the log's first entry is that one
 
     def poll(self, events: list[pygame.event.Event], commands: list[Command]) -> ControllerState:
         for entry in self._entries:
             if entry.state is None:
+                self.start = entry.start
                 commands.append(Command.RESET)
                 continue
             self.expected_hash = entry.frame_hash

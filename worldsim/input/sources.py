@@ -27,9 +27,12 @@ class Command(enum.Enum):
     QUIT = "quit"
     PAUSE = "pause"  # toggle
     STEP = "step"  # one frame while paused
-    RESET = "reset"  # back to the first frame
+    RESET = "reset"  # back to the start point
+    NEXT_START = "next_start"  # the checkpoint's next start frame, then a reset
     RECORD = "record"  # toggle recording
-    HUD = "hud"  # toggle the HUD
+    HELP = "help"  # toggle the keys overlay
+    HUD = "hud"  # toggle the player's HUD (fps, what is pressed)
+    DEV_HUD = "dev_hud"  # toggle the developer's HUD (per-stage times, latency, control values)
     FULLSCREEN = "fullscreen"  # toggle
 
 
@@ -38,6 +41,9 @@ class InputSource(Protocol):
     length: int | None  # frames it can provide; None = endless (live input, a looping program)
     expected_hash: str | None  # replay only: the recorded hash of the frame the last polled state produced
     notices: list[str]  # messages for the HUD, taken (and cleared) by the loop
+    # a replay: the start frame its latest reset went back to, which the loop's reset then uses; None: the
+    # loop's own choice (the player's start point)
+    start: int | None
 
     def poll(self, events: list[pygame.event.Event], commands: list[Command]) -> ControllerState:
         """This frame's controls, given this frame's events; may append commands for the loop."""

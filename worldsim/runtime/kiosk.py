@@ -8,6 +8,7 @@ Nothing here touches pygame, a window or a model: `Kiosk.update` takes the time,
     attract  --player arrives-->  player   (reset: a fresh start for them)
     player   --idle timeout--->   attract  (reset; the attract program drives the world, an overlay invites)
     either   --max session---->   same mode, reset (before the world drifts into mush)
+    attract or max session:       the reset goes to the checkpoint's next start frame (`rotate_starts`)
     either   --quit combo held->  quit
     either   --SIGTERM-------->   quit (the supervisor stopping it, systemd, `kill`): a recording is finished
 """
@@ -41,6 +42,9 @@ class KioskConfig:
     # The world is reset after this many frames. Drift is evaluated over 1,440 frames (one minute at 24 fps);
     # past that a rollout is unmeasured, so a visitor gets a fresh world before it can turn to mush.
     max_session_frames: int = field(default=1440, metadata=rng(1, 10_000_000))
+    # Each automatic reset (attract mode, session limit) starts from the checkpoint's next start frame, so the
+    # visitors of a day see every room the world starts in, not one.
+    rotate_starts: bool = True
     wake_dead_zone: float = field(default=0.3, metadata=rng(0.0, 1.0))  # stick deflection that counts as a player
     wake_mouse_px: float = field(default=8.0, metadata=rng(0.0, 10_000.0))  # mouse motion per frame (0: ignore)
     quit_keys: tuple[str, ...] = DEFAULT_QUIT_KEYS  # held together for quit_hold_s: the only way out
@@ -155,6 +159,14 @@ class Kiosk:
     @property
     def attracting(self) -> bool:
         return self.idle.attracting
+
+    def start_after(self, transition: Transition, start: int, count: int) -> int:
+        """The start frame (of `count`) the reset a transition asks for goes to: the next one at attract mode and
+        the session limit when the kiosk rotates them, the same one for an arriving player (who starts where the
+        invitation showed) and when nothing happens."""
+        if self.config.rotate_starts and transition in (Transition.ATTRACT, Transition.SESSION_LIMIT):
+            return (start + 1) % count
+        return start
 
     def update(self, now_s: float, player: ControllerState, pressed: bool, frames_since_reset: int) -> Transition:
         """`player` is the live input (never the attract program's); `pressed` whether a key, a button or a

@@ -3,7 +3,8 @@
     1. events   pygame events become system commands (profile bindings) or go to the input source, which
                 returns this frame's ControllerState
     2. step     scheme.encode(state) -> session.step(condition) -> the next world frame (skipped while paused)
-    3. draw     the frame scaled into the window, the HUD over it
+    3. draw     the frame scaled into the window; the player's HUD (or the developer's) and the keys overlay
+                over it
     4. flip     the player sees it: input-to-photon latency ends here
     5. tick     record the frame, then wait for the target frame rate (none when headless and unthrottled)
 
@@ -34,8 +35,19 @@ from worldsim.input.program import ScriptedInput, load_program
 from worldsim.input.replay import ActionLogHeader
 from worldsim.input.sources import Command, InputSource
 from worldsim.input.state import ControllerState
-from worldsim.runtime.display import HudAssets, HudView, Window, draw_hud, draw_notice, draw_overlay, draw_world
+from worldsim.runtime.display import (
+    HudAssets,
+    HudView,
+    Window,
+    draw_help,
+    draw_hud,
+    draw_notice,
+    draw_overlay,
+    draw_status,
+    draw_world,
+)
 from worldsim.runtime.heartbeat import Heartbeat
+from worldsim.runtime.help import controls_help, key_label, system_help
 from worldsim.runtime.kiosk import Kiosk, KioskConfig, StopSignal, Transition
 from worldsim.runtime.pacing import FramePacer
 from worldsim.runtime.profile import Profile, command_table
@@ -58,6 +70,9 @@ DISPLAY_EVENTS = frozenset({pygame.WINDOWDISPLAYCHANGED, pygame.RENDER_DEVICE_RE
 # Anything going down wakes a kiosk, even a tap released within the same frame (it leaves nothing held).
 PRESS_EVENTS = frozenset({pygame.KEYDOWN, pygame.MOUSEBUTTONDOWN, pygame.CONTROLLERBUTTONDOWN,
                           pygame.JOYBUTTONDOWN})
+STICK_SHOWN = 0.3  # a stick deflected past this shows in the player's HUD as pressed
+AXIS_NAMES = {"left_x": "left stick", "left_y": "left stick", "right_x": "right stick", "right_y": "right stick",
+              "trigger_left": "left trigger", "trigger_right": "right trigger"}
 
 
 @dataclasses.dataclass
@@ -75,6 +90,18 @@ class ReplayCheck:
     def summary(self) -> dict:
         return {"frames_checked": self.checked, "mismatches": self.mismatches,
                 "first_mismatch": self.first_mismatch, "bit_exact": self.exact}
+
+
+def pressed_names(state: ControllerState) -> str:
+    """What the player is pressing, as the player's HUD shows it: "W D Left", "pad A left stick", "mouse"."""
+    names = [key_label(key) for key in sorted(state.keys)]
+    names += [f"{button} mouse" for button in sorted(state.mouse_buttons)]
+    names += [f"pad {button.upper() if len(button) == 1 else button}" for button in sorted(state.buttons)]
+    sticks = [AXIS_NAMES.get(axis, axis) for axis, value in sorted(state.axes.items()) if abs(value) > STICK_SHOWN]
+    names += dict.fromkeys(sticks)  # a stick pushed diagonally is named once
+    if state.mouse_dx or state.mouse_dy:
+        names.append("mouse")
+    return " ".join(names)
 
 
 class GameLoop:
@@ -124,7 +151,18 @@ class GameLoop:
         controls = self.scheme.controls
         self.hud = HudView(controls=self.scheme.control_names, low=controls.low, high=controls.high,
                            values=np.zeros(len(controls.names), np.float32))
-        self.show_hud = profile.hud
+        self.show_hud = profile.hud  # the player's HUD
+        self.show_dev_hud = False
+        # The keys overlay: at start (a kiosk starts in attract mode instead) until this time or any key; 0: hidden
+        self.help_lines = controls_help(self.scheme) + system_help(profile)
+        help_keys = " / ".join(key_label(name) for name in profile.keys.help)
+        self.help_title = "Keys" + (f" ({help_keys} shows them again)" if help_keys else "")
+        self.help_until_s = (time.perf_counter() + profile.help_s
+                             if profile.help_on_start and kiosk is None else 0.0)
+        # Start points: the checkpoint's start frames; the next-start key (and a kiosk's automatic resets) cycle them
+        self.start_index = 0
+        starts = session.checkpoint.start_frames
+        self.start_count = max(1, len(starts) if starts is not None else 0)
         self.clock = pygame.time.Clock()
         # Statistics keep every frame of a bounded run, up to a cap: `--frames 10**9` must not allocate 56 GB.
         self.times = FrameTimes(min(max_frames, MAX_TIMES_CAPACITY) if max_frames else DEFAULT_CAPACITY)
@@ -143,6 +181,7 @@ class GameLoop:
         self.step_requested = False
         self.frames = 0  # generated frames
         self.frame_image: np.ndarray = np.zeros((*session.image_size, 3), np.uint8)
+        self.state = ControllerState()  # this frame's controls, for the player's HUD
         self._commands: list[Command] = []
         self._control_events: list[pygame.event.Event] = []
         self._hud_refresh_s = 0.0
@@ -201,6 +240,10 @@ class GameLoop:
         if self.kiosk is not None:
             pressed = bool(commands) or any(event.type in PRESS_EVENTS for event in control_events)
             state = self._kiosk(state, commands, pressed, poll_s)
+        if self.help_until_s and (any(command is not Command.HELP for command in commands)
+                                  or any(event.type in PRESS_EVENTS for event in control_events)):
+            self.help_until_s = 0.0  # any key closes the keys overlay, and still does what it does
+        self.state = state
         input_s = time.perf_counter()
         for command in commands:
             self.apply(command)
@@ -271,24 +314,40 @@ class GameLoop:
             self.step_requested = self.paused  # a single step only makes sense while paused
         elif command is Command.RESET:
             self.reset()
+        elif command is Command.NEXT_START:
+            self.next_start()
         elif command is Command.RECORD:
             if self.recording is not None:
                 self.stop_recording()
             else:
                 self.start_recording()
+        elif command is Command.HELP:
+            self.help_until_s = 0.0 if self.help_until_s else float("inf")  # opened by key: until a key
         elif command is Command.HUD:
             self.show_hud = not self.show_hud
+        elif command is Command.DEV_HUD:
+            self.show_dev_hud = not self.show_dev_hud
         elif command is Command.FULLSCREEN:
             self.window.toggle_fullscreen()
 
     def reset(self) -> None:
-        """Back to the checkpoint's first frame: a fresh rollout with the same seed."""
-        self.frame_image = np.ascontiguousarray(self.session.reset())
+        """Back to the start point: a fresh rollout with the same seed from the current start frame (a replay's
+        from the one its log names, so the replayed frames are the recorded ones)."""
+        if self.source.start is not None:
+            self.start_index = self.source.start % self.start_count
+        first = self.session.start_frame(self.start_index)
+        self.frame_image = np.ascontiguousarray(self.session.reset(first))
         self.guard.after_reset()
         self.hud.values = np.zeros_like(self.hud.values)
-        self.history.reset()
+        self.history.reset(self.start_index)
         if self.recording is not None:
-            self.recording.reset()
+            self.recording.reset(self.start_index)
+
+    def next_start(self) -> None:
+        """The checkpoint's next start frame (another room), from its first frame."""
+        self.start_index = (self.start_index + 1) % self.start_count
+        self.reset()
+        self.notify(f"start point {self.start_index + 1} of {self.start_count}")
 
     # ---- reliability: faults, the display, the kiosk -----------------------------------------------------
 
@@ -314,11 +373,19 @@ class GameLoop:
         try:
             surface = self.window.surface
             draw_world(self.window, self.frame_image, self.profile.smooth_scaling)
-            if self.show_hud:
+            if self.show_dev_hud:
                 self._refresh_hud(now_s)
                 draw_hud(surface, self.hud, self.hud_assets)
+            elif self.show_hud:
+                self._refresh_hud(now_s)
+                draw_status(surface, self.hud, self.hud_assets)
             else:
                 draw_notice(surface, self.hud.notice, self.hud_assets)  # a pad unplugged matters without a HUD
+            if self.help_until_s:
+                if now_s < self.help_until_s:
+                    draw_help(surface, self.help_title, self.help_lines, self.hud_assets)
+                else:
+                    self.help_until_s = 0.0
             if self.kiosk is not None and self.kiosk.attracting:
                 draw_overlay(surface, self.kiosk.config.attract_text, self.overlay_assets)
             pygame.display.flip()
@@ -351,6 +418,7 @@ class GameLoop:
         world this frame (the attract program's while idle, else the player's)."""
         kiosk = self.kiosk
         transition = kiosk.update(now_s, state, pressed, self.session.frame_index)
+        self.start_index = kiosk.start_after(transition, self.start_index, self.start_count)
         if self.stop_signal.received:
             log.info("SIGTERM: quitting")
             commands.append(Command.QUIT)
@@ -413,25 +481,31 @@ class GameLoop:
         self._notice_until_s = time.perf_counter() + self.profile.notice_s
 
     def _refresh_hud(self, now_s: float) -> None:
-        """Rebuild the HUD's text a few times a second (numbers that change every frame cannot be read)."""
+        """Rebuild the HUDs' text a few times a second (numbers that change every frame cannot be read)."""
         if now_s < self._hud_refresh_s:
             return
         # Behind the target frame rate: rebuilding HUD text is the extra to cut first.
         slowdown = HUD_SLOWDOWN if self.pacer.behind else 1
         self._hud_refresh_s = now_s + self.profile.hud_refresh_s * slowdown
         recent = self.times.recent(HUD_WINDOW_FRAMES)
+        fps = self.times.recent_fps(HUD_WINDOW_FRAMES)
+        # paused, the frame rate of the frames before the pause says nothing
+        rate = "paused" if self.paused else f"{fps:.0f} fps" if len(recent) else "starting..."
+        pressed = pressed_names(self.state)
+        self.hud.status = f"{rate}   {pressed}" if pressed else rate
         if len(recent):
             stage = recent.mean(0)
             latency = recent[:, -1]
+            rate = "paused" if self.paused else f"{fps:5.1f} fps"
             self.hud.lines = [
-                f"{self.times.recent_fps(HUD_WINDOW_FRAMES):5.1f} fps   latency {np.median(latency):.0f} ms "
-                f"(p95 {np.percentile(latency, 95):.0f})",
+                f"{rate}   latency {np.median(latency):.0f} ms (p95 {np.percentile(latency, 95):.0f})",
                 f"input {stage[0]:.1f}  cond {stage[1]:.1f}  gen {stage[2]:.1f}  dec {stage[3]:.1f}  "
                 f"disp {stage[4]:.1f} ms",
             ]
         else:
             self.hud.lines = ["starting..."]
-        self.hud.lines.append(f"{self.source.label}   frame {self.session.frame_index}")
+        self.hud.lines.append(f"{self.source.label}   frame {self.session.frame_index}   "
+                              f"start {self.start_index + 1}/{self.start_count}")
         recording = self.recording is not None
         self.hud.badges = (["PAUSED"] if self.paused else []) + (["REC"] if recording else [])
 

@@ -21,16 +21,17 @@ import os
 import sys
 from pathlib import Path
 
+from worldsim.config import CHECKPOINTS_DIR
 from worldsim.errors import WorldsimError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "doom-camera"
+DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "doom-camera"
 DTYPES = ("float32", "bfloat16", "float16")
 DEFAULT_THREADS = 1  # measured: 2 threads on 2 cores fall to ~2 fps when another process runs
 OUT_OF_MEMORY_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = _keys_epilog()
     add_world_arguments(parser)
     kiosk = parser.add_argument_group("kiosk")
     kiosk.add_argument("--kiosk", action="store_true",
@@ -46,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_world_arguments(parser: argparse.ArgumentParser) -> None:
     """What to play and how: shared with `worldsim kiosk`, which forwards them to its player."""
     parser.add_argument("--checkpoint", type=Path, default=None, metavar="DIR",
-                        help=f"checkpoint directory (default: {_shown(DEFAULT_CHECKPOINT)})")
+                        help="checkpoint directory, or a training run folder (`worldsim train --out`: its latest "
+                             f"stage's checkpoint) (default: {_shown(DEFAULT_CHECKPOINT)})")
     parser.add_argument("--scheme", default=None, metavar="NAME|PATH",
                         help="controls to play with (default: the checkpoint's); its encoding must match")
     parser.add_argument("--input", default=None, metavar="SPEC",
@@ -75,6 +77,20 @@ def add_world_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help=f"torch CPU threads (default: {DEFAULT_THREADS}; more threads collapse when another "
                              "process holds a core, and one already plays the shipped world above 30 fps)")
+
+
+def _keys_epilog() -> str:
+    """The keys of the desktop profile and the camera scheme (the shipped world's), for `--help`."""
+    from worldsim.conditioning.scheme import load_scheme
+    from worldsim.runtime.help import help_text
+    from worldsim.runtime.profile import DEFAULT_PROFILE, load_profile
+
+    try:
+        keys = help_text(load_profile(DEFAULT_PROFILE), load_scheme("camera"))
+    except WorldsimError as err:  # a broken profile is reported when it is played, not by --help
+        keys = f"(the keys cannot be shown: {err})"
+    return (f"{keys}\n\nThe keys are shown over the world at start (F1 shows them again);\n"
+            "--profile and --scheme change them (assets/profiles/, assets/schemes/).")
 
 
 def _shown(path: Path) -> str:
@@ -112,6 +128,13 @@ def run(args: argparse.Namespace) -> int:
 
         refuse_existing([args.stats], args.overwrite)
     checkpoint_dir = args.checkpoint
+    if checkpoint_dir is not None:
+        from worldsim.checkpoint import find_checkpoint
+
+        checkpoint_dir = find_checkpoint(checkpoint_dir)
+        if checkpoint_dir != args.checkpoint:
+            print(f"worldsim play: {args.checkpoint} is a training run; playing its latest stage, {checkpoint_dir}",
+                  file=sys.stderr)
     if checkpoint_dir is None:
         if not DEFAULT_CHECKPOINT.is_dir():
             print(missing_world_message(DEFAULT_CHECKPOINT), file=sys.stderr)
@@ -120,6 +143,10 @@ def run(args: argparse.Namespace) -> int:
     if args.headless:
         os.environ["SDL_VIDEODRIVER"] = "dummy"  # before pygame opens a display
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # the game makes no sound; don't probe sound cards
+    if not args.headless:
+        from worldsim.runtime.display import require_display
+
+        require_display()  # no display (over SSH): say so now, not after loading the world, nor play invisibly
 
     from worldsim.input.sources import open_source
     from worldsim.runtime.profile import load_profile, profile_path
@@ -209,7 +236,7 @@ def _play(args, source, kind: str, checkpoint_dir: Path, profile, profile_file: 
     device, dtype_name = session.device, str(session.dtype).removeprefix("torch.")
     check_bindings(profile, session.scheme, profile_file)
     if args.headless and args.frames is None and source.length is None:
-        raise WorldsimError(f"--headless with --input {source.label.split(':')[0]} never ends by itself; "
+        raise WorldsimError(f"--headless with --input {kind} never ends by itself; "
                             "pass --frames N")
     fingerprint = checkpoint_fingerprint(checkpoint.path)
     if replayed and replayed.checkpoint != fingerprint:

@@ -37,8 +37,11 @@ class KeyBindings:
     pause: tuple[str, ...] = ("p",)
     step: tuple[str, ...] = ("n",)  # one frame while paused
     reset: tuple[str, ...] = ("r", "backspace")
+    next_start: tuple[str, ...] = ("tab", "page down")  # another of the checkpoint's start frames
     record: tuple[str, ...] = ("f5",)
-    hud: tuple[str, ...] = ("f1", "h")
+    help: tuple[str, ...] = ("f1",)
+    hud: tuple[str, ...] = ("h",)
+    dev_hud: tuple[str, ...] = ("f3",)
     fullscreen: tuple[str, ...] = ("f11",)
 
 
@@ -50,19 +53,25 @@ class ButtonBindings:
     pause: tuple[str, ...] = ("start",)
     step: tuple[str, ...] = ()
     reset: tuple[str, ...] = ("back",)
+    next_start: tuple[str, ...] = ()
     record: tuple[str, ...] = ()
+    help: tuple[str, ...] = ()
     hud: tuple[str, ...] = ()
+    dev_hud: tuple[str, ...] = ()
     fullscreen: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Profile:
     name: str = "desktop"
-    window_scale: int = field(default=4, metadata=rng(1, 16))  # window size = world frame size x this
+    # window size = world frame size x this; None: the largest whole multiple that fits most of the screen
+    window_scale: int | None = field(default=None, metadata=rng(1, 64))
     fullscreen: bool = False
     smooth_scaling: bool = True  # bilinear upscaling; false = nearest neighbour (crisp pixels)
     target_fps: float | None = field(default=None, metadata=rng(1.0, 1000.0))  # None: the checkpoint's rate
-    hud: bool = True  # shown at start; toggled with the hud keys
+    hud: bool = True  # the player's HUD (fps, what is pressed) shown at start; toggled with the hud keys
+    help_on_start: bool = True  # the keys overlay at start, until any key is pressed or help_s have passed
+    help_s: float = field(default=8.0, metadata=rng(0.5, 600.0))
     hud_font_size: int = field(default=16, metadata=rng(6, 96))
     hud_refresh_s: float = field(default=0.25, metadata=rng(0.02, 10.0))  # slow enough to read the numbers
     notice_s: float = field(default=3.0, metadata=rng(0.1, 60.0))  # how long "gamepad connected" stays up

@@ -24,7 +24,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from worldsim.errors import WorldsimError
-from worldsim.input.replay import RESET_LINE, ActionLogHeader, frame_line, header_line, log_path_for
+from worldsim.input.replay import ActionLogHeader, frame_line, header_line, log_path_for, reset_line
 from worldsim.input.state import ControllerState
 from worldsim.leftovers import remove_stale_files
 
@@ -100,10 +100,12 @@ class RunHistory:
     def __init__(self, limit: int = HISTORY_FRAMES):
         self.frames: deque[tuple[int, ControllerState, str]] = deque(maxlen=limit)
         self.since_reset = 0
+        self.start = 0  # the start frame of the last reset
 
-    def reset(self) -> None:
+    def reset(self, start: int = 0) -> None:
         self.frames.clear()
         self.since_reset = 0
+        self.start = start
 
     def add(self, index: int, state: ControllerState, digest: str) -> None:
         self.frames.append((index, state, digest))
@@ -180,7 +182,7 @@ class Recording:
         self._log_partial = partial_path(self.log_path)
         self._log = open(self._log_partial, "w", encoding="utf-8")  # closed in close()
         self._log.write(header_line(header))
-        self._log.write(RESET_LINE)
+        self._log.write(reset_line(history.start))
         for index, state, digest in history.frames:
             self._log.write(frame_line(index, self._state_json(state), digest))
 
@@ -189,8 +191,8 @@ class Recording:
             self._last_state, self._last_state_json = state, json.dumps(state.to_json())
         return self._last_state_json
 
-    def reset(self) -> None:
-        self._log.write(RESET_LINE)
+    def reset(self, start: int = 0) -> None:
+        self._log.write(reset_line(start))
 
     def add(self, index: int, state: ControllerState, frame: np.ndarray, digest: str) -> None:
         self._log.write(frame_line(index, self._state_json(state), digest))

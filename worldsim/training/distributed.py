@@ -46,6 +46,15 @@ def broadcast_parameters(module: nn.Module) -> None:
             dist.broadcast(tensor.data, 0)
 
 
+def rank0_decides(flag: bool, device: torch.device) -> bool:
+    """Rank 0's `flag` on every rank: for decisions each rank would take from its own clock."""
+    if not dist.is_initialized():
+        return flag
+    value = torch.tensor([int(flag)], device=device if dist.get_backend() == "nccl" else "cpu")
+    dist.broadcast(value, 0)
+    return bool(value.item())
+
+
 def average_gradients(module: nn.Module) -> None:
     if not dist.is_initialized():
         return

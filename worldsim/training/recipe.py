@@ -51,6 +51,7 @@ class StageCommon:
 
 @dataclass(frozen=True)
 class VAEStage(StageCommon):
+    init: str | None = None  # start from this checkpoint's VAE (same preset); with 0 steps it is used as it is
     lr: float = field(default=1e-3, metadata=rng(0.0, 1.0))
     kl_weight: float = field(default=1e-6, metadata=rng(0.0, 10.0))
     adversarial_weight: float = field(default=0.0, metadata=rng(0.0, 10.0))  # patch-GAN term for sharpness
@@ -89,6 +90,7 @@ class UnrollStage(StageCommon):
     context_noise: float = field(default=0.0, metadata=rng(0.0, 1.0))  # max noise level on the recycled frames
     detach_every: int = field(default=8, metadata=rng(0, 4096))  # truncated back-propagation through the cache
     play_context_noise: float = field(default=0.0, metadata=rng(0.0, 1.0))  # the level the checkpoint plays at
+    still_fraction: float = field(default=0.0, metadata=rng(0.0, 1.0))  # clips replaced by a still frame, no-op
     init: str | None = None  # start from this checkpoint instead of the consistency stage's
 
 
@@ -112,6 +114,21 @@ class LongStage(AdversarialStage):
 
 
 @dataclass(frozen=True)
+class Budget:
+    """How `worldsim train --time-budget` shares its time between the stages it runs, as fractions (normalised over
+    those stages). Each stage gets its share of the time left when it starts, so a stage that finishes its steps
+    early leaves its time to the stages after it; 0 runs a stage for no step (its checkpoint passes the previous
+    one on)."""
+
+    vae: float = field(default=0.1, metadata=rng(0.0, 1.0))
+    diffusion: float = field(default=0.45, metadata=rng(0.0, 1.0))
+    consistency: float = field(default=0.1, metadata=rng(0.0, 1.0))
+    unroll: float = field(default=0.1, metadata=rng(0.0, 1.0))
+    adversarial: float = field(default=0.2, metadata=rng(0.0, 1.0))
+    long: float = field(default=0.05, metadata=rng(0.0, 1.0))
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     data: DataSpec = field(default_factory=DataSpec)
@@ -125,6 +142,7 @@ class Recipe:
     unroll: UnrollStage = field(default_factory=UnrollStage)
     adversarial: AdversarialStage = field(default_factory=AdversarialStage)
     long: LongStage = field(default_factory=LongStage)
+    budget: Budget = field(default_factory=Budget)
 
 
 def recipe_path(name_or_path: str | Path) -> Path:

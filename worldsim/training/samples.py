@@ -1,7 +1,9 @@
-"""Samples written during training: VAE reconstructions (PNG) and rollouts beside the real clip (MP4)."""
+"""Samples written during training: VAE reconstructions (PNG) and rollouts beside the real clip (MP4, or a PNG
+contact sheet where no ffmpeg is installed, as on a bare GPU machine)."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +17,20 @@ from worldsim.models.vae import VAE
 from worldsim.rollout import step_frame
 from worldsim.runtime.session import tensor_to_frames
 from worldsim.training.clips import Clip
+
+CONTACT_SHEET_FRAMES = 8  # frames of a rollout shown when it cannot be written as a video
+
+
+@functools.cache
+def can_write_mp4() -> bool:
+    """imageio writes MP4 through the imageio-ffmpeg package and its ffmpeg binary."""
+    try:
+        import imageio_ffmpeg
+
+        imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError, OSError):
+        return False
+    return True
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -65,7 +81,11 @@ def write_rollout_sample(generator: Generator, vae: VAE, clip: Clip, path: Path,
         real = vae.decode(clip.targets[0]).float()
     generator.train(was_training)
     video = np.concatenate([tensor_to_frames(real), tensor_to_frames(fake)], 2)  # (F, H, 2W, 3)
-    _atomic_write(path, lambda p: imageio.mimwrite(p, list(video), fps=fps, macro_block_size=1))
+    if can_write_mp4():
+        _atomic_write(path, lambda p: imageio.mimwrite(p, list(video), fps=fps, macro_block_size=1))
+    else:  # evenly spaced frames side by side: real | generated on each row
+        rows = video[np.linspace(0, len(video) - 1, min(CONTACT_SHEET_FRAMES, len(video))).astype(int)]
+        _atomic_write(path.with_suffix(".png"), lambda p: imageio.imwrite(p, np.concatenate(list(rows), 0)))
     horizon = min(8, len(frames))
     return {"sample_psnr_h1": psnr(fake[:1], real[:1]), f"sample_psnr_h{horizon}": psnr(fake[:horizon],
                                                                                           real[:horizon])}

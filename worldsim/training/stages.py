@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ import torch.nn.functional as F
 from worldsim.checkpoint import CheckpointConfig, SamplingConfig, load_checkpoint, provenance
 from worldsim.conditioning.scheme import Scheme, load_scheme
 from worldsim.config import ConfigError, from_dict, to_dict
+from worldsim.input.state import ControllerState
 from worldsim.models.generator import GENERATOR_PRESETS, Generator, GeneratorConfig
 from worldsim.models.vae import VAE, VAE_PRESETS, VAEConfig
 from worldsim.training import distributed
@@ -32,7 +35,7 @@ from worldsim.training.diffusion import diffusion_loss
 from worldsim.training.recipe import STAGES, Recipe
 from worldsim.training.samples import write_rollout_sample, write_vae_sample
 from worldsim.training.trainer import Trainer, TrainingError, set_threads
-from worldsim.training.unroll import unroll_loss
+from worldsim.training.unroll import unroll_loss, with_still_clips
 
 PREVIOUS = {"diffusion": "vae", "consistency": "diffusion", "unroll": "consistency", "adversarial": "unroll",
             "long": "adversarial"}
@@ -47,6 +50,7 @@ class StageContext:
     scheme: Scheme
     data: object  # worldsim.training.data.TrainingData
     rng: torch.Generator
+    deadline: float | None = None  # time.monotonic() at which the running stage stops (a share of --time-budget)
 
     def autocast(self):
         if not self.recipe.bf16:
@@ -112,6 +116,12 @@ def run_vae(ctx: StageContext) -> Path:
     gen_config, vae_config = model_configs(ctx.recipe, ctx.scheme)
     torch.manual_seed(ctx.recipe.seed)
     vae = VAE(vae_config).to(ctx.device)
+    if cfg.init:  # e.g. a shipped world's VAE trained on the same data: the generator stages start sooner
+        init = load_checkpoint(cfg.init)
+        if init.config.vae != vae_config:
+            raise ConfigError(None, "vae.init", "its VAE is not the recipe's model.vae", cfg.init,
+                              "a checkpoint whose VAE config equals the recipe's model.vae preset and overrides")
+        vae.load_state_dict(init.vae.state_dict())
     generator = Generator(gen_config)  # untrained; saved so the checkpoint is complete
     distributed.broadcast_parameters(vae)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -146,7 +156,8 @@ def run_vae(ctx: StageContext) -> Path:
     trainer = Trainer("vae", ctx.out / "vae", cfg.steps, cfg.log_every, cfg.save_every, cfg.sample_every,
                       ctx.resume, {"vae": vae, "generator": generator}, {"vae": optimizer}, config, generator, vae,
                       ctx.data.start_frames(), ctx.rng, sample,
-                      before_save=finish_stats)  # stats must match the weights they are saved with
+                      before_save=finish_stats,  # stats must match the weights they are saved with
+                      deadline=ctx.deadline)
     return trainer.run(step)
 
 
@@ -189,7 +200,7 @@ def run_diffusion(ctx: StageContext) -> Path:
     trainer = Trainer("diffusion", ctx.out / "diffusion", cfg.steps, cfg.log_every, cfg.save_every,
                       cfg.sample_every, ctx.resume, {"generator": generator}, {"generator": optimizer}, config,
                       generator, vae, ctx.data.start_frames(), ctx.rng,
-                      _sample_fn(ctx, generator, vae, 8, cfg.shift, cfg.sample_frames))
+                      _sample_fn(ctx, generator, vae, 8, cfg.shift, cfg.sample_frames), deadline=ctx.deadline)
     if trainer.step:
         schedule.last_epoch = trainer.step
     return trainer.run(step)
@@ -216,7 +227,7 @@ def run_consistency(ctx: StageContext) -> Path:
     trainer = Trainer("consistency", ctx.out / "consistency", cfg.steps, cfg.log_every, cfg.save_every,
                       cfg.sample_every, ctx.resume, {"generator": student}, {"generator": optimizer}, config,
                       student, vae, ctx.data.start_frames(), ctx.rng,
-                      _sample_fn(ctx, student, vae, 1, 1.0, cfg.sample_frames))
+                      _sample_fn(ctx, student, vae, 1, 1.0, cfg.sample_frames), deadline=ctx.deadline)
     return trainer.run(step)
 
 
@@ -228,9 +239,14 @@ def run_unroll(ctx: StageContext) -> Path:
     ctx.data.use_vae(vae, generator.config.grid)
     optimizer = torch.optim.AdamW(generator.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     stage_name = base.config.stage if cfg.steps == 0 else "unroll"  # a pass-through keeps what it passes on
+    no_op = ctx.scheme.action(ControllerState())
+    no_op_frame, no_op_tokens = (torch.from_numpy(np.asarray(x, np.float32))
+                                 for x in ctx.scheme.encode_actions(no_op, generator.config.grid))
 
     def step(i: int) -> dict[str, float]:
         clip = ctx.data.clips(cfg.batch, cfg.clip_frames, ctx.rng).to(ctx.device)
+        if cfg.still_fraction > 0:
+            clip = with_still_clips(clip, cfg.still_fraction, no_op_frame, no_op_tokens, ctx.rng)
         with ctx.autocast():
             loss, stats = unroll_loss(generator, clip, cfg.context_noise, cfg.detach_every, ctx.rng)
         stats["grad_norm"] = _optimizer_step(generator, optimizer, loss)
@@ -240,7 +256,8 @@ def run_unroll(ctx: StageContext) -> Path:
     config = lambda s: checkpoint_config(ctx, stage_name, generator.config, vae.config, s, sampling)  # noqa: E731
     trainer = Trainer("unroll", ctx.out / "unroll", cfg.steps, cfg.log_every, cfg.save_every, cfg.sample_every,
                       ctx.resume, {"generator": generator}, {"generator": optimizer}, config, generator, vae,
-                      ctx.data.start_frames(), ctx.rng, _sample_fn(ctx, generator, vae, 1, 1.0, cfg.sample_frames))
+                      ctx.data.start_frames(), ctx.rng, _sample_fn(ctx, generator, vae, 1, 1.0, cfg.sample_frames),
+                      deadline=ctx.deadline)
     return trainer.run(step)
 
 
@@ -304,7 +321,8 @@ def run_adversarial(ctx: StageContext) -> Path:
     trainer = Trainer("adversarial", ctx.out / "adversarial", cfg.steps, cfg.log_every, cfg.save_every,
                       cfg.sample_every, ctx.resume, {"generator": generator, "discriminator": discriminator},
                       {"generator": opt_g, "discriminator": opt_d}, config, generator, vae,
-                      ctx.data.start_frames(), ctx.rng, _sample_fn(ctx, generator, vae, 1, 1.0, cfg.sample_frames))
+                      ctx.data.start_frames(), ctx.rng, _sample_fn(ctx, generator, vae, 1, 1.0, cfg.sample_frames),
+                      deadline=ctx.deadline)
     return trainer.run(step)
 
 
@@ -351,7 +369,8 @@ def run_long(ctx: StageContext) -> Path:
     trainer = Trainer("long", ctx.out / "long", cfg.steps, cfg.log_every, cfg.save_every, cfg.sample_every,
                       ctx.resume, {"generator": generator, "discriminator": discriminator},
                       {"generator": opt_g, "discriminator": opt_d}, config, generator, vae,
-                      ctx.data.start_frames(), ctx.rng, _sample_fn(ctx, generator, vae, 1, 1.0, cfg.sample_frames))
+                      ctx.data.start_frames(), ctx.rng, _sample_fn(ctx, generator, vae, 1, 1.0, cfg.sample_frames),
+                      deadline=ctx.deadline)
     return trainer.run(step)
 
 
@@ -359,9 +378,40 @@ RUNNERS = {"vae": run_vae, "diffusion": run_diffusion, "consistency": run_consis
            "adversarial": run_adversarial, "long": run_long}
 
 
+class TimeBudget:
+    """`seconds` of training shared by the stages that run, by the recipe's `budget` fractions (one stage alone
+    gets all of it). Counted from now, less the training time the stages' checkpoints already hold (their
+    `elapsed_s`), so a resumed run continues with the time left. Each stage's deadline is its share of what is left
+    when it starts: a stage that ends before its deadline (its steps done) leaves the rest to the stages after it."""
+
+    def __init__(self, seconds: float, recipe: Recipe, stages: tuple[str, ...], out: Path):
+        self.fractions = {name: getattr(recipe.budget, name) if len(stages) > 1 else 1.0 for name in stages}
+        if sum(self.fractions.values()) <= 0:
+            raise ConfigError(None, "budget", "every stage to run has a time fraction of 0",
+                              allowed="a positive fraction for at least one of " + ", ".join(stages))
+        self.spent = sum(_elapsed(out / name / "checkpoint") for name in stages)
+        self.end = time.monotonic() + seconds - self.spent
+
+    def deadline(self, stage: str) -> float:
+        names = list(self.fractions)
+        later = sum(self.fractions[name] for name in names[names.index(stage):])
+        now = time.monotonic()
+        share = max(0.0, self.end - now) * (self.fractions[stage] / later if later > 0 else 0.0)
+        return now + share
+
+
+def _elapsed(checkpoint: Path) -> float:
+    """Training seconds a stage's checkpoint records (0 when there is none, or it cannot say)."""
+    try:
+        return float(json.loads((checkpoint / "trainer.json").read_text())["elapsed_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
 def train(recipe: Recipe, stage: str, out: Path, resume: bool = False, device: str = "cpu",
-          data_factory: Callable | None = None) -> list[Path]:
-    """Run one stage or all of them in order; returns the checkpoint directories written."""
+          data_factory: Callable | None = None, time_budget: float | None = None) -> list[Path]:
+    """Run one stage or all of them in order; returns the checkpoint directories written. `time_budget` (seconds)
+    stops the stages early, shared between them as `TimeBudget` says; the recipe's steps stay the upper bound."""
     from worldsim.training.data import TrainingData
 
     set_threads(recipe.threads)
@@ -374,8 +424,13 @@ def train(recipe: Recipe, stage: str, out: Path, resume: bool = False, device: s
     np.random.seed(recipe.seed + rank)
     ctx = StageContext(recipe, Path(out), resume, dev, scheme, data, rng)
     stages = STAGES if stage == "all" else (stage,)
+    budget = TimeBudget(time_budget, recipe, stages, Path(out)) if time_budget is not None else None
+    if budget is not None and distributed.is_main():
+        print(f"time budget: {time_budget:.0f} s, {budget.spent:.0f} s of it already spent in "
+              f"{Path(out)}", flush=True)
     done = []
     for name in stages:
+        ctx.deadline = budget.deadline(name) if budget is not None else None
         done.append(RUNNERS[name](ctx))
     distributed.shutdown()
     return done

@@ -21,13 +21,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 from tqdm import tqdm
 
-from worldsim.checkpoint import CheckpointConfig, save_checkpoint
+from worldsim import files
+from worldsim.checkpoint import CheckpointConfig, read_weights, save_checkpoint
 from worldsim.errors import WorldsimError
 from worldsim.training import distributed
+
+MAX_TRAINER_JSON_BYTES = 16 << 20  # step, elapsed time and optimiser settings: kilobytes
+MAX_PROBLEM_CHARS = 240  # of a damaged checkpoint's error, in the one-line message
 
 
 class TrainingError(WorldsimError):
@@ -72,7 +75,7 @@ def recover_checkpoint(path: Path) -> str | None:
             os.replace(old, path)
             try:
                 step = json.loads((path / "trainer.json").read_text())["step"]
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, TypeError):
                 step = "unknown"
             note = (f"the last save was interrupted while it was swapped in; restored the checkpoint before it "
                     f"(step {step}) to {path}")
@@ -83,15 +86,18 @@ def recover_checkpoint(path: Path) -> str | None:
 
 
 class Trainer:
-    """Runs one stage: `steps` calls of `step`, saving to `out/checkpoint` every `save_every` steps."""
+    """Runs one stage: `steps` calls of `step`, saving to `out/checkpoint` every `save_every` steps. With a
+    `deadline` (a `time.monotonic()` time: the stage's share of a time budget) it stops there instead, as if its
+    last step had been the stage's last: saved, logged and sampled."""
 
     def __init__(self, stage: str, out: Path, steps: int, log_every: int, save_every: int, sample_every: int,
                  resume: bool, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
                  checkpoint_config: Callable[[int], CheckpointConfig], generator: nn.Module, vae: nn.Module,
                  start_frames: torch.Tensor | None, rng: torch.Generator,
                  sample: Callable[[int, Path], dict] | None = None,
-                 before_save: Callable[[], None] | None = None):
+                 before_save: Callable[[], None] | None = None, deadline: float | None = None):
         self.stage, self.out, self.steps = stage, Path(out), steps
+        self.deadline = deadline
         self.log_every, self.save_every, self.sample_every = log_every, save_every, sample_every
         self.modules, self.optimizers = modules, optimizers
         self.checkpoint_config, self.generator, self.vae = checkpoint_config, generator, vae
@@ -117,15 +123,27 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
 
     def _load(self) -> None:
-        files = {p.stem: p for p in self.checkpoint_dir.glob("*.safetensors")}
-        meta = json.loads((self.checkpoint_dir / "trainer.json").read_text())
-        for name, module in self.modules.items():
-            if name in files:
-                module.load_state_dict(load_file(str(files[name])))
-        for name, optimizer in self.optimizers.items():
-            load_optimizer(optimizer, load_file(str(files[f"optimizer_{name}"])), meta["optimizers"][name])
-        self.rng.set_state(load_file(str(files["trainer"]))["rng"])
-        self.step, self.elapsed = meta["step"], meta.get("elapsed_s", 0.0)
+        """Resume from the checkpoint. A damaged one (truncated weights, a hand-edited trainer.json, tensors that no
+        longer fit the recipe's models) is one TrainingError saying what to do, not a traceback."""
+        directory = self.checkpoint_dir
+        weights = {p.stem: p for p in directory.glob("*.safetensors")}
+        try:
+            meta = files.parse_json(files.read_text(directory / "trainer.json", MAX_TRAINER_JSON_BYTES))
+            for name, module in self.modules.items():
+                if name in weights:
+                    module.load_state_dict(read_weights(weights[name]))
+            for name, optimizer in self.optimizers.items():
+                load_optimizer(optimizer, read_weights(directory / f"optimizer_{name}.safetensors"),
+                               meta["optimizers"][name])
+            self.rng.set_state(read_weights(directory / "trainer.safetensors")["rng"])
+            self.step, self.elapsed = int(meta["step"]), float(meta.get("elapsed_s", 0.0))
+        except (WorldsimError, KeyError, ValueError, RuntimeError, TypeError) as err:
+            # KeyError: a missing entry; RuntimeError: load_state_dict's shape mismatch; TypeError: JSON of the
+            # wrong shape (a list where the optimiser settings were)
+            problem = " ".join(str(err).split())  # load_state_dict lists every key over many lines
+            if len(problem) > MAX_PROBLEM_CHARS:
+                problem = problem[:MAX_PROBLEM_CHARS - 3] + "..."
+            raise TrainingError(f"{directory} is damaged ({problem}); restore it or train into a new --out") from None
 
     def save(self) -> None:
         if self.before_save is not None:
@@ -148,13 +166,20 @@ class Trainer:
             with open(self.log_path, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
 
+    def out_of_time(self) -> bool:
+        """Past the deadline, by rank 0's clock on every rank (ranks must stop at the same step)."""
+        if self.deadline is None:
+            return False
+        return distributed.rank0_decides(time.monotonic() >= self.deadline, next(self.generator.parameters()).device)
+
     def run(self, step_fn: Callable[[int], dict[str, float]]) -> Path:
         bar = tqdm(total=self.steps, initial=self.step, desc=self.stage, disable=not distributed.is_main(),
                    dynamic_ncols=True, mininterval=2.0)
         last_save = self.step
         started = time.perf_counter() - self.elapsed
+        stopped = self.step < self.steps and self.out_of_time()  # no time left even for one step
         try:
-            while self.step < self.steps:
+            while self.step < self.steps and not stopped:
                 stats = step_fn(self.step)
                 bad = [k for k, v in stats.items() if not math.isfinite(v)]
                 if bad:
@@ -165,19 +190,25 @@ class Trainer:
                 self.step += 1
                 self.elapsed = time.perf_counter() - started
                 bar.update(1)
-                if self.step % self.log_every == 0 or self.step == self.steps:
+                stopped = self.step < self.steps and self.out_of_time()
+                last = self.step == self.steps or stopped
+                if self.step % self.log_every == 0 or last:
                     self.log({"step": self.step, "time_s": round(self.elapsed, 2), **stats})
                     bar.set_postfix({k: f"{v:.4g}" for k, v in list(stats.items())[:4]})
-                if self.step % self.save_every == 0 or self.step == self.steps:
+                if self.step % self.save_every == 0 or last:
                     self.save()
                     last_save = self.step
                 if self.sample is not None and distributed.is_main() and (
-                        (self.sample_every and self.step % self.sample_every == 0) or self.step == self.steps):
+                        (self.sample_every and self.step % self.sample_every == 0) or last):
                     self.log({"step": self.step, **self.sample(self.step, self.out / "samples")})
         finally:
             bar.close()
-        if self.step == self.steps and not self.checkpoint_dir.exists():
-            self.save()  # zero-step stages still leave a checkpoint for the next stage
+        if stopped and distributed.is_main():
+            print(f"{self.stage}: time budget reached at step {self.step} of {self.steps} "
+                  f"({self.elapsed:.1f} s of training)", file=sys.stderr, flush=True)
+            self.log({"step": self.step, "time_s": round(self.elapsed, 2), "stopped": "time budget"})
+        if (self.step == self.steps or stopped) and not self.checkpoint_dir.exists():
+            self.save()  # zero-step stages (or no time left) still leave a checkpoint for the next stage
         for name, module in self.modules.items():
             distributed.assert_in_sync(module, f"{self.stage}/{name}")
         distributed.barrier()

@@ -9,6 +9,10 @@ frames may carry context noise at a random level per clip, told to the generator
 
 Regression alone blurs what the actions do not determine; it is the cheap stage before the adversarial one, which
 restores sharpness, not a replacement for it.
+
+Still clips: the explorer that records the data stops for at most 30 frames, so a player who stands still for a
+minute is far outside it. With nothing pressed the engine's frame does not change at all (0.001 grey levels per
+frame), so a still clip is true data that costs nothing: one real frame repeated, with the no-op condition.
 """
 
 from __future__ import annotations
@@ -18,6 +22,20 @@ import torch
 from worldsim.models.generator import Generator
 from worldsim.training.adversarial import student_rollout
 from worldsim.training.clips import Clip
+
+
+def with_still_clips(clip: Clip, fraction: float, no_op_frame: torch.Tensor, no_op_tokens: torch.Tensor,
+                     gen: torch.Generator | None = None) -> Clip:
+    """Replace a random `fraction` of the clips by still ones: the first frame repeated, the no-op condition
+    (`no_op_frame` (Cf,), `no_op_tokens` (Ct, gh, gw)) at every frame."""
+    B, K = clip.latents.shape[:2]
+    still = torch.rand(B, generator=gen, device=clip.latents.device) < fraction  # (B,)
+    if not still.any():
+        return clip
+    keep = lambda x, other: torch.where(still.view(B, *[1] * (x.dim() - 1)), other, x)  # noqa: E731
+    return Clip(keep(clip.latents, clip.latents[:, :1].expand_as(clip.latents)),
+                keep(clip.frame_cond, no_op_frame.to(clip.frame_cond).expand_as(clip.frame_cond)),
+                keep(clip.token_cond, no_op_tokens.to(clip.token_cond).expand_as(clip.token_cond)))
 
 
 def unroll_loss(generator: Generator, clip: Clip, context_noise: float = 0.0, detach_every: int = 0,
