@@ -2,8 +2,8 @@
 
 Each arm is the shipped world fine-tuned by the `stability-proxy` recipe with the arm's overrides (or, for play-time
 levers, the shipped world itself with a play setting), then evaluated by `worldsim eval` on the same held-out
-sequences, with the degeneration detector and the behaviour probes. Every arm gets the same training budget in
-generated frames, so arms differ only by the lever.
+sequences, with the degeneration detector and the behaviour probes. Every arm trains for the same wall time
+(ARM_MINUTES at one thread, `--time-budget`), so arms differ only by the lever.
 
     python benchmarks/stability_proxy.py --arms ship,unroll-short,unroll-long --out runs/proxy
     python benchmarks/stability_proxy.py --table runs/proxy          # the lever table of the arms done so far
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,9 +26,11 @@ from worldsim.training.recipe import load_recipe
 from worldsim.training.stages import train
 
 SHIPPED = "checkpoints/doom-camera"
-FRAMES_PER_ARM = 150 * 48  # generated frames per batch element: the recipe's 150 steps of 48-frame rollouts
+ARM_MINUTES = 20.0  # training wall time per arm at one thread: arms differ by the lever, not by the compute
+MAX_STEPS = 100_000  # the time budget, not the step count, ends an arm
 
-# arm -> (what it changes, unroll overrides or None for no training, play-time context noise or None)
+# arm -> (what it changes, stage overrides or None for no training, play-time context noise or None); the stage is
+# `unroll` unless the overrides name another with a "stage" key
 ARMS: dict[str, tuple[str, dict | None, float | None]] = {
     "ship": ("the shipped world as it is", None, None),
     **{f"ship-play-noise-{level}": (f"shipped world, context noise {level} at play time (no training)", None, level)
@@ -43,6 +44,10 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
                                 "(one real frame, nothing pressed)",
                                 {"clip_frames": 48, "context_noise": 0.3, "play_context_noise": 0.1,
                                  "still_fraction": 0.25}, None),
+    "adv-long-noise": ("adversarial student forcing on 48-frame rollouts (D from the shipped generator), context "
+                       "noise 0.3 / 0.1, L2 on the first 8 frames only",
+                       {"stage": "adversarial", "clip_frames": 48, "batch": 2, "context_noise": 0.3,
+                        "play_context_noise": 0.1, "detach_every": 8, "regression_frames": 8}, None),
     "unroll-96-noise": ("96-frame rollouts, context noise up to 0.3 in training, 0.1 at play",
                         {"clip_frames": 96, "context_noise": 0.3, "play_context_noise": 0.1, "batch": 2}, None),
 }
@@ -50,15 +55,22 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
 
 def train_arm(name: str, overrides: dict, out: Path, recipe_name: str) -> Path:
     recipe = load_recipe(recipe_name)
-    unroll = replace(recipe.unroll, **overrides)
-    steps = max(1, FRAMES_PER_ARM * 4 // (unroll.batch * unroll.clip_frames))  # same generated frames per arm
-    unroll = replace(unroll, steps=steps, save_every=max(1, steps // 6))
-    checkpoint = out / name / "unroll" / "checkpoint"
-    if checkpoint.exists() and json.loads((checkpoint / "trainer.json").read_text())["step"] >= steps:
+    overrides = dict(overrides)
+    stage = overrides.pop("stage", "unroll")
+    config = replace(getattr(recipe, stage), **overrides)
+    if stage == "adversarial":  # the proxy's adversarial arms fine-tune the shipped world like its unroll arms
+        config = replace(config, init=recipe.unroll.init, lr_generator=3e-5, lr_discriminator=3e-5,
+                         r1_weight=0.0, regression_weight=1.0)  # no R1/R2: two discriminator passes fewer
+    config = replace(config, steps=MAX_STEPS, save_every=25, log_every=5, sample_every=0)
+    checkpoint = out / name / stage / "checkpoint"
+    done = out / name / "trained.json"
+    if done.exists():
         return checkpoint
-    started = time.perf_counter()
-    train(replace(recipe, unroll=unroll), "unroll", out / name, resume=checkpoint.exists())
-    print(f"{name}: trained {steps} steps in {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+    train(replace(recipe, **{stage: config}), stage, out / name, resume=checkpoint.exists(),
+          time_budget=ARM_MINUTES * 60)
+    meta = json.loads((checkpoint / "trainer.json").read_text())
+    done.write_text(json.dumps({"stage": stage, "steps": meta["step"], "minutes": meta["elapsed_s"] / 60}))
+    print(f"{name}: trained {meta['step']} {stage} steps in {meta['elapsed_s'] / 60:.1f} min", flush=True)
     return checkpoint
 
 
@@ -101,13 +113,13 @@ def row(name: str, metrics: dict) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| arm | PSNR h24 / h96 / h240 / last (copy-first) | beats copy-first (share of h>=24) | teacher-forced "
+    head = ("| arm | PSNR h24 / h96 / last (copy-first) | beats copy-first (share of h>=24) | teacher-forced "
             "(turned-prev) | detector: first fired / flagged (engine) | sharpness, last window | still: change / "
             "last-vs-first dB | wall change | strafe ratio | turn: full-half dB |\n" + "|---" * 10 + "|\n")
     lines = []
     for r in rows:
         at, first = r["psnr_at"], r["copy_first_at"]
-        hs = [h for h in ("24", "96", "240") if h in at] + [list(at)[-1]]
+        hs = [h for h in ("24", "96") if h in at] + [list(at)[-1]]
         lines.append(
             f"| {r['arm']} | {' / '.join(f'{at[h]:.2f}' for h in hs)} ({' / '.join(f'{first[h]:.2f}' for h in hs)}) "
             f"| {r['beats_copy_first']:.2f} | {r['teacher_forced']:.2f} ({r['turned_previous']:.2f}) "

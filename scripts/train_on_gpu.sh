@@ -60,7 +60,7 @@ REPORT=$WORK/report
 SITE=$WORK/site
 mkdir -p "$REPORT" "$OUT_DIR" || exit 2
 export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
-export SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy PYTHONUNBUFFERED=1
+export SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy PYGAME_HIDE_SUPPORT_PROMPT=1 PYTHONUNBUFFERED=1
 declare -A STATUS
 
 now() { echo $(($(date +%s) - START)); }
@@ -83,6 +83,7 @@ pack_report() {  # OUT/report.tar.gz, replaced whole
   tar -czf "$WORK/report.tar.gz" -C "$WORK" report 2>/dev/null && mv -f "$WORK/report.tar.gz" "$OUT_DIR/report.tar.gz"
 }
 trap 'collect; pack_report' EXIT
+trap 'exit 143' TERM INT  # (the EXIT trap then still writes the report)
 
 # run_phase NAME SECONDS COMMAND...: COMMAND under `timeout`, output in REPORT/NAME.log; returns its status
 run_phase() {
@@ -185,13 +186,13 @@ late=0
 run_phase eval "$(atmost 90 $(($(left) - late)))" "$PY" -m worldsim eval --checkpoint "$OUT_DIR/world" \
   --out "$REPORT/eval" --ground-truth "$WORK/ground-truth" --frames "$EVAL_FRAMES" --episodes 1 \
   --window $((EVAL_FRAMES / 2)) --device "$DEVICE" --dtype "$DTYPE" --no-video --no-probes --no-detector \
-  --no-progress "${EXTRA_EVAL[@]}"
+  --no-progress ${EXTRA_EVAL[@]+"${EXTRA_EVAL[@]}"}
 
 # ---- 6. the last minute: CUDA tests and the paper-scale bench ------------------------------------------------------
 if [ "$HAVE_CUDA" = 1 ] && [ "$DRY" = 0 ]; then
   run_phase cuda-tests "$(atmost 45 $(($(left) - 60)))" "$PY" -m pytest -m cuda -q -p no:cacheprovider
   run_phase bench "$(atmost 70 $(($(left) - 5)))" "$PY" -m worldsim bench --preset paper-scale --device cuda \
-    --backend eager/bfloat16 --frames 32 --warmup 34 --threads 1 --skip recompute,teacher,threads,quality \
+    --backend eager/bfloat16 --frames 16 --warmup 40 --threads 1 --skip recompute,teacher,threads,quality \
     --json "$REPORT/bench-paper-scale.json"
 else
   log "cuda-tests, bench: skipped (no CUDA device in a dry run)"

@@ -59,7 +59,8 @@ def test_the_dry_run_makes_a_world_in_every_phase(tmp_path):
 
     with tarfile.open(out / "report.tar.gz") as report:
         names = set(report.getnames())
-    assert {"report/phases.log", "report/train.log", "report/train-diffusion.jsonl", "report/eval/metrics.json"} <= names
+    assert {"report/phases.log", "report/train.log", "report/train-diffusion.jsonl",
+            "report/eval/metrics.json"} <= names
     assert any(name.startswith("report/samples/long/rollout_") for name in names)
 
 

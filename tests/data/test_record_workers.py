@@ -74,3 +74,12 @@ def test_a_recipe_records_its_data_set(tmp_path):
     index = DatasetIndex.load(tmp_path / "smoke")
     request = index.recording["request"]
     assert (request["episodes"], request["steps"], request["seed"]) == (3, 40, 0) and index.complete
+
+
+def test_recording_a_recipe_again_has_nothing_to_do(tmp_path, capsys):
+    args = ["record", "--recipe", "smoke", "--out", str(tmp_path / "smoke"), "--no-progress"]
+    assert main(args) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "smoke").iterdir()}
+    assert main(args) == 0
+    assert "holds recipe smoke's data already (3 episodes, 123 frames); nothing to record" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "smoke").iterdir()} == before

@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 from worldsim.conditioning import load_scheme
 from worldsim.config import load
 from worldsim.data.env import ENGINES, make_env
 from worldsim.data.policies import ExploreConfig, ExplorePolicy, Policy
 from worldsim.data.record import RecorderSpec, record
-from worldsim.data.storage import DEFAULT_CHUNK_FRAMES, SPLITS
+from worldsim.data.storage import DEFAULT_CHUNK_FRAMES, INDEX_FILE, SPLITS, DatasetIndex
 from worldsim.errors import WorldsimError
 
 # What --recipe sets (from the recipe's data section), with the values used without it.
@@ -81,10 +82,26 @@ def from_recipe(args: argparse.Namespace) -> None:
     args.seed, args.val_fraction, args.out = spec.seed, spec.val_fraction, args.out or data.dir
 
 
+def recorded_already(args: argparse.Namespace) -> bool:
+    """With --recipe: whether --out holds the recipe's finished recording (a rerun then has nothing to do)."""
+    if args.recipe is None or args.append or not (Path(args.out) / INDEX_FILE).exists():
+        return False
+    index = DatasetIndex.load(args.out)
+    request = (index.recording or {}).get("request", {})
+    asked = {"episodes": args.episodes, "steps": args.steps, "seed": args.seed, "val_fraction": args.val_fraction}
+    if not index.complete or {k: request.get(k) for k in asked} != asked:
+        return False  # recording refuses or finishes it, saying why
+    print(f"{index.root}: holds recipe {args.recipe}'s data already ({len(index.episodes)} episodes, "
+          f"{index.frames()} frames); nothing to record")
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     if args.scale < 1:
         raise WorldsimError(f"--scale must be at least 1, got {args.scale}")
     from_recipe(args)
+    if recorded_already(args):
+        return 0
     workers = args.workers or os.cpu_count() or 1
     if workers < 1:
         raise WorldsimError(f"--workers must be at least 0, got {args.workers}")

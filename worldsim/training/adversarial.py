@@ -130,8 +130,10 @@ def discriminator_step_loss(discriminator: Discriminator, fake: torch.Tensor, re
 
 
 def generator_step_loss(discriminator: Discriminator, fake: torch.Tensor, real: Clip, fake_clip: Clip,
-                        regression_weight: float = 0.0, gen: torch.Generator | None = None
-                        ) -> tuple[torch.Tensor, dict[str, float]]:
+                        regression_weight: float = 0.0, gen: torch.Generator | None = None,
+                        regression_frames: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+    """`regression_frames` > 0: the optional L2 to the real continuation covers only the first frames (later
+    ones are not determined by the context, and regressing them draws the mean of what may happen: blur)."""
     B, Fr = fake.shape[:2]
     t = torch.rand(B, generator=gen, device=fake.device)[:, None].expand(B, Fr)
     noise = torch.randn(fake.shape, generator=gen, device=fake.device, dtype=fake.dtype)
@@ -141,7 +143,8 @@ def generator_step_loss(discriminator: Discriminator, fake: torch.Tensor, real: 
     loss = generator_loss(d_fake, d_real)
     stats = {"g_loss": loss.item()}
     if regression_weight > 0 and fake.shape == fake_clip.targets.shape:
-        regression = F.mse_loss(fake.float(), fake_clip.targets.float())
+        n = regression_frames or fake.shape[1]
+        regression = F.mse_loss(fake[:, :n].float(), fake_clip.targets[:, :n].float())
         loss = loss + regression_weight * regression
         stats["regression"] = regression.item()
     return loss, stats

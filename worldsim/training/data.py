@@ -111,7 +111,8 @@ class TrainingData:
 
 
 def _draw(starts: np.ndarray, batch: int, gen: torch.Generator) -> np.ndarray:
-    return starts[torch.randint(0, len(starts), (batch,), generator=gen).numpy()]
+    # drawn on the generator's device (a CUDA generator cannot draw on the CPU), indices brought back to index
+    return starts[torch.randint(0, len(starts), (batch,), generator=gen, device=gen.device).cpu().numpy()]
 
 
 def _clip(batch: dict[str, torch.Tensor]) -> Clip:

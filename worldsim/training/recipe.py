@@ -105,6 +105,14 @@ class AdversarialStage(StageCommon):
     r1_sigma: float = field(default=0.1, metadata=rng(0.0, 10.0))
     regression_weight: float = field(default=0.0, metadata=rng(0.0, 1e6))  # optional L2 to the real clip
     discriminator_steps: int = field(default=1, metadata=rng(1, 100))  # D updates per G update
+    # Stability levers (STABILITY.md): the L2 only on the first frames, where the real continuation is still
+    # determined by the context (0: all frames); context noise on the recycled frames (max level per clip, told to
+    # the generator) and the level the checkpoint then plays at; truncated back-propagation through the cache.
+    regression_frames: int = field(default=0, metadata=rng(0, 4096))
+    context_noise: float = field(default=0.0, metadata=rng(0.0, 1.0))
+    play_context_noise: float = field(default=0.0, metadata=rng(0.0, 1.0))
+    detach_every: int = field(default=0, metadata=rng(0, 4096))
+    init: str | None = None  # start G from this checkpoint (D from its generator, without a diffusion stage)
 
 
 @dataclass(frozen=True)

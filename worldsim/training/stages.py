@@ -265,11 +265,15 @@ def run_unroll(ctx: StageContext) -> Path:
 
 
 def _adversarial_roles(ctx: StageContext, stage: str, cfg):
-    base = previous_checkpoint(ctx, stage)
+    init = getattr(cfg, "init", None) if stage == "adversarial" else None
+    base = load_checkpoint(init) if init else previous_checkpoint(ctx, stage)
     vae = base.vae.to(ctx.device).eval()
     generator = base.generator.to(ctx.device).train().requires_grad_(True)
     if stage == "adversarial":  # D starts from the stage-1 (diffusion) weights, as in AAPT
-        backbone = load_checkpoint(ctx.out / "diffusion" / "checkpoint").generator
+        diffusion = ctx.out / "diffusion" / "checkpoint"
+        # fine-tuning a finished world (`init`) without its diffusion stage: D starts from the generator itself
+        backbone = load_checkpoint(diffusion).generator if diffusion.exists() or not init else \
+            copy.deepcopy(base.generator)
         discriminator = Discriminator(backbone).to(ctx.device)
     else:  # long-video training continues the stage-3 discriminator
         discriminator = Discriminator(copy.deepcopy(base.generator)).to(ctx.device)
@@ -290,7 +294,8 @@ def _adversarial_update(ctx: StageContext, cfg, generator, discriminator, opt_g,
     """One generator update, then `discriminator_steps` discriminator updates on the same fakes.
     `regression_weight` > 0 only where `fake_clip.targets` is the real continuation of the fakes."""
     with ctx.autocast():
-        g_loss, stats = generator_step_loss(discriminator, fake, real, fake_clip, regression_weight, ctx.rng)
+        g_loss, stats = generator_step_loss(discriminator, fake, real, fake_clip, regression_weight, ctx.rng,
+                                            getattr(cfg, "regression_frames", 0))
     discriminator.requires_grad_(False)
     stats["g_grad_norm"] = _optimizer_step(generator, opt_g, g_loss)
     discriminator.requires_grad_(True)
@@ -310,14 +315,18 @@ def run_adversarial(ctx: StageContext) -> Path:
         clip = ctx.data.clips(cfg.batch, cfg.clip_frames, ctx.rng).to(ctx.device)
         with ctx.autocast():
             if cfg.forcing == "student":
-                fake = student_rollout(generator, clip, gen=ctx.rng)
+                level = (torch.rand(cfg.batch, generator=ctx.rng, device=ctx.device) * cfg.context_noise
+                         if cfg.context_noise > 0 else None)
+                fake = student_rollout(generator, clip, gen=ctx.rng, context_level=level,
+                                       detach_every=cfg.detach_every)
             else:
                 fake = teacher_forced_fakes(generator, clip, ctx.rng)
         return _adversarial_update(ctx, cfg, generator, discriminator, opt_g, opt_d, fake, clip, clip,
                                    cfg.regression_weight)
 
+    sampling = SamplingConfig(context_noise=cfg.play_context_noise)
     config = lambda s: checkpoint_config(ctx, f"adversarial-{cfg.forcing}", generator.config, vae.config,  # noqa: E731
-                                         s)
+                                         s, sampling)
     trainer = Trainer("adversarial", ctx.out / "adversarial", cfg.steps, cfg.log_every, cfg.save_every,
                       cfg.sample_every, ctx.resume, {"generator": generator, "discriminator": discriminator},
                       {"generator": opt_g, "discriminator": opt_d}, config, generator, vae,
