@@ -35,6 +35,7 @@ from worldsim.input.program import ScriptedInput, load_program
 from worldsim.input.replay import ActionLogHeader
 from worldsim.input.sources import Command, InputSource
 from worldsim.input.state import ControllerState
+from worldsim.runtime.degeneration_watch import DegenerationWatch
 from worldsim.runtime.display import (
     HudAssets,
     HudView,
@@ -171,7 +172,9 @@ class GameLoop:
         self.replay = ReplayCheck()
         self.saved: list[Path] = []  # recordings finished during the run
         self.notices: deque[str] = deque(maxlen=NOTICES_KEPT)  # the latest notices shown, for the report
-        self.kiosk_counts = {"attract": 0, "player": 0, "session_limit": 0}
+        self.kiosk_counts = {"attract": 0, "player": 0, "session_limit": 0, "degenerated": 0}
+        # the checkpoint's degeneration detector, if it ships one: a collapsed world is said, or reset in a kiosk
+        self.watch = DegenerationWatch.for_checkpoint(session.checkpoint.path)
         self.display_ok = True
         self._display_retry_s = 0.0
         self._no_commands: list[Command] = []  # the attract program's commands go nowhere
@@ -265,6 +268,8 @@ class GameLoop:
                 self.frame_image = image
                 self.hud.values = condition.action
                 self.frames += 1
+                if self.watch is not None and self.watch.check(image):
+                    self._degenerated()
             else:
                 self._recovered(verdict)
                 stepping = False
@@ -338,6 +343,8 @@ class GameLoop:
         first = self.session.start_frame(self.start_index)
         self.frame_image = np.ascontiguousarray(self.session.reset(first))
         self.guard.after_reset()
+        if self.watch is not None:
+            self.watch.reset()
         self.hud.values = np.zeros_like(self.hud.values)
         self.history.reset(self.start_index)
         if self.recording is not None:
@@ -350,6 +357,17 @@ class GameLoop:
         self.notify(f"start point {self.start_index + 1} of {self.start_count}")
 
     # ---- reliability: faults, the display, the kiosk -----------------------------------------------------
+
+    def _degenerated(self) -> None:
+        """The detector fired: the picture no longer looks like the world (streaks, fog). It will not come back."""
+        frame = self.session.frame_index
+        if self.kiosk is not None:
+            self.kiosk_counts["degenerated"] += 1
+            log.info("the world degenerated at frame %d: fresh start", frame)
+            self.reset()
+            return
+        reset_keys = " / ".join(key_label(name) for name in self.profile.keys.reset) or "reset"
+        self.notify(f"the world has degenerated (frame {frame}): press {reset_keys} to start again")
 
     def _recovered(self, verdict: Verdict) -> None:
         """A step came out non-finite; the guard rewound the session (RESTORED) or asks for a reset."""
