@@ -48,6 +48,9 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
                        "noise 0.3 / 0.1, L2 on the first 8 frames only",
                        {"stage": "adversarial", "clip_frames": 48, "batch": 2, "context_noise": 0.3,
                         "play_context_noise": 0.1, "detach_every": 8, "regression_frames": 8}, None),
+    "unroll-short-noise-still": ("12-frame rollouts, context noise 0.3 / 0.1, a quarter of the clips still",
+                                 {"clip_frames": 12, "context_noise": 0.3, "play_context_noise": 0.1,
+                                  "still_fraction": 0.25}, None),
     "unroll-96-noise": ("96-frame rollouts, context noise up to 0.3 in training, 0.1 at play",
                         {"clip_frames": 96, "context_noise": 0.3, "play_context_noise": 0.1, "batch": 2}, None),
 }

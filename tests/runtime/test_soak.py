@@ -35,7 +35,8 @@ def test_short_soak(soak, tiny_checkpoint, tmp_path, one_thread):
     assert result["faults_injected"] == FRAMES // 300 - 1 or result["faults_injected"] == FRAMES // 300
     assert result["faults_recovered"] == result["faults_injected"] and result["nonfinite_frames_shown"] == 0
     assert result["gamepad_disconnects"] >= 3 and result["pads_opened"] == result["gamepad_reconnects"]
-    assert min(result["kiosk"].values()) >= 1  # attract mode, players arriving, the session limit
+    # attract mode, players arriving, the session limit (the tiny world ships no degeneration detector)
+    assert min(result["kiosk"][k] for k in ("attract", "player", "session_limit")) >= 1
     # a short run is noisier than the 100k-frame one (5%): here only gross growth is caught
     assert result["rss_growth_after_warmup"] < 0.10, result["rss_mib"]
     assert result["log_bytes"] < 3 * 200_000  # the rotating log stays bounded
