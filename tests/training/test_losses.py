@@ -132,3 +132,4 @@ def test_still_clips_repeat_the_first_frame_under_the_no_op():
     assert (out.frame_cond[still] == 0).all() and (out.token_cond[still] == 0.5).all()
     torch.testing.assert_close(out.latents[~still], clip.latents[~still])
     assert with_still_clips(clip, 0.0, no_op_frame, no_op_tokens) is clip
+

@@ -53,6 +53,8 @@ class WorldSession:
         self.shift = checkpoint.config.sampling.shift
         self.context_level = (checkpoint.config.sampling.context_noise if context_noise is None
                               else float(context_noise))
+        if not 0.0 <= self.context_level <= 1.0:
+            raise ValueError(f"context_noise must be 0 to 1 (a noise level), got {context_noise}")
         # `backend`: a name ('eager', 'compile', 'onnx', 'onnx+int8'), a BackendConfig, or a ready Backend
         self.backend = backend if isinstance(backend, Backend) else create_backend(checkpoint, backend, self.device,
                                                                                   dtype)
