@@ -30,6 +30,7 @@ import numpy as np
 
 from worldsim.config import rng
 from worldsim.errors import WorldsimError
+from worldsim.eval.metrics import luma
 
 TILE = 16  # pixels per tile side
 MIN_SIZE = 5  # pixels: smaller frames have no tiles to speak of
@@ -52,10 +53,6 @@ class DetectorConfig:
     bank_size: int = field(default=4096, metadata=rng(16, 1_000_000))  # reference frames kept (evenly spaced)
 
 
-def _luma(frames: np.ndarray) -> np.ndarray:
-    return frames[..., 0] * np.float32(0.299) + frames[..., 1] * np.float32(0.587) + frames[..., 2] * np.float32(0.114)
-
-
 def _tiles(x: np.ndarray, h: int, w: int, tile: int) -> np.ndarray:
     """(N, H, W) -> tile means (N, h // tile, w // tile) over the top-left h x w pixels."""
     n = len(x)
@@ -73,7 +70,7 @@ def frame_cues(frames: np.ndarray) -> np.ndarray:
     out = []
     for i in range(0, n, CHUNK):
         chunk = frames[i: i + CHUNK]
-        y = _luma(chunk.astype(np.float32))
+        y = luma(chunk)
         dx = np.abs(np.diff(y, axis=2))[:, :-1, :]  # (N, H - 1, W - 1)
         dy = np.abs(np.diff(y, axis=1))[:, :, :-1]
         h, w = (height - 1) // tile * tile, (width - 1) // tile * tile

@@ -25,6 +25,11 @@ HISTOGRAM_BINS = 8  # per channel: an 8x8x8 joint colour histogram (512 bins), c
 BATCH = 64  # frames per torch call
 
 
+def luma(frames: np.ndarray) -> np.ndarray:
+    """uint8 or float (..., 3) RGB -> float32 (...) grey levels (LUMA weights)."""
+    return frames.astype(np.float32, copy=False) @ np.array(LUMA, np.float32)
+
+
 def _float(frames: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [0, 255]."""
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()

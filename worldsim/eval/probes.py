@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from worldsim.conditioning.scheme import Scheme
-from worldsim.eval.metrics import psnr
+from worldsim.eval.metrics import luma, psnr
 from worldsim.input.state import ControllerState
 
 FPS_MINUTE = 1050  # one minute at Doom's 17.5 recorded frames per second
@@ -90,20 +90,16 @@ def record_engine(probe_actions_: np.ndarray, scheme: Scheme, doom: str | None =
     return np.stack(frames), np.stack(poses)
 
 
-def _luma(frames: np.ndarray) -> np.ndarray:
-    return frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-
-
 def frame_change(frames: np.ndarray) -> np.ndarray:
     """(F + 1, H, W, 3) -> (F,) mean absolute luma change from the previous frame, in grey levels."""
-    y = _luma(frames)
+    y = luma(frames)
     return np.abs(np.diff(y, axis=0)).mean((1, 2))
 
 
 def horizontal_shift(frames: np.ndarray, max_shift: int = MAX_SHIFT) -> np.ndarray:
     """(F + 1, H, W, 3) -> (F,) horizontal displacement in pixels of each frame from the previous one (the
     integer shift with the lowest mean squared luma difference over the overlap, refined by a parabola)."""
-    y = _luma(frames)
+    y = luma(frames)
     shifts = np.arange(-max_shift, max_shift + 1)
     out = np.empty(len(y) - 1, np.float32)
     for i in range(len(y) - 1):

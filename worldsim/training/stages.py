@@ -265,7 +265,7 @@ def run_unroll(ctx: StageContext) -> Path:
 
 
 def _adversarial_roles(ctx: StageContext, stage: str, cfg):
-    init = getattr(cfg, "init", None) if stage == "adversarial" else None
+    init = cfg.init if stage == "adversarial" else None  # long-video training continues its own run
     base = load_checkpoint(init) if init else previous_checkpoint(ctx, stage)
     vae = base.vae.to(ctx.device).eval()
     generator = base.generator.to(ctx.device).train().requires_grad_(True)
@@ -289,13 +289,20 @@ def _adversarial_roles(ctx: StageContext, stage: str, cfg):
     return vae, generator, discriminator, opt_g, opt_d
 
 
+def _context_levels(ctx: StageContext, cfg) -> torch.Tensor | None:
+    """Per-clip context noise levels, uniform in [0, cfg.context_noise]; None when off."""
+    if cfg.context_noise <= 0:
+        return None
+    return torch.rand(cfg.batch, generator=ctx.rng, device=ctx.device) * cfg.context_noise
+
+
 def _adversarial_update(ctx: StageContext, cfg, generator, discriminator, opt_g, opt_d, fake: torch.Tensor,
                         real: Clip, fake_clip: Clip, regression_weight: float) -> dict[str, float]:
     """One generator update, then `discriminator_steps` discriminator updates on the same fakes.
     `regression_weight` > 0 only where `fake_clip.targets` is the real continuation of the fakes."""
     with ctx.autocast():
         g_loss, stats = generator_step_loss(discriminator, fake, real, fake_clip, regression_weight, ctx.rng,
-                                            getattr(cfg, "regression_frames", 0))
+                                            cfg.regression_frames)
     discriminator.requires_grad_(False)
     stats["g_grad_norm"] = _optimizer_step(generator, opt_g, g_loss)
     discriminator.requires_grad_(True)
@@ -315,9 +322,7 @@ def run_adversarial(ctx: StageContext) -> Path:
         clip = ctx.data.clips(cfg.batch, cfg.clip_frames, ctx.rng).to(ctx.device)
         with ctx.autocast():
             if cfg.forcing == "student":
-                level = (torch.rand(cfg.batch, generator=ctx.rng, device=ctx.device) * cfg.context_noise
-                         if cfg.context_noise > 0 else None)
-                fake = student_rollout(generator, clip, gen=ctx.rng, context_level=level,
+                fake = student_rollout(generator, clip, gen=ctx.rng, context_level=_context_levels(ctx, cfg),
                                        detach_every=cfg.detach_every)
             else:
                 fake = teacher_forced_fakes(generator, clip, ctx.rng)
@@ -354,7 +359,8 @@ def run_long(ctx: StageContext) -> Path:
                                 conds.token_cond)
             cache.detach()  # back-propagation stops at the segment boundary; the cache's content carries on
             with ctx.autocast():
-                fake = student_rollout(generator, segment_clip, cache=cache, gen=ctx.rng)
+                fake = student_rollout(generator, segment_clip, cache=cache, gen=ctx.rng,
+                                       context_level=_context_levels(ctx, cfg), detach_every=cfg.detach_every)
             scored, scored_clip = fake, segment_clip
             if tail is not None:
                 scored = torch.cat([tail.targets, fake], 1)
@@ -374,7 +380,8 @@ def run_long(ctx: StageContext) -> Path:
                 totals[k] = totals.get(k, 0.0) + v / cfg.segments
         return totals
 
-    config = lambda s: checkpoint_config(ctx, "long", generator.config, vae.config, s)  # noqa: E731
+    sampling = SamplingConfig(context_noise=cfg.play_context_noise)
+    config = lambda s: checkpoint_config(ctx, "long", generator.config, vae.config, s, sampling)  # noqa: E731
     trainer = Trainer("long", ctx.out / "long", cfg.steps, cfg.log_every, cfg.save_every, cfg.sample_every,
                       ctx.resume, {"generator": generator, "discriminator": discriminator},
                       {"generator": opt_g, "discriminator": opt_d}, config, generator, vae,
