@@ -73,7 +73,7 @@ def main() -> None:
     frechet = seconds(metrics.frechet_distance, features, features + 0.1)
 
     start = time.perf_counter()
-    candidates, speed = episode_candidates(session, real, actions)
+    candidates, speed, _ = episode_candidates(session, real, actions)
     model = time.perf_counter() - start
     candidates[ENGINE] = Candidate(real[1:], real[:-1])
     commanded = motion_buckets(actions[1:], checkpoint.config.encoding)

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import torch
 
+from worldsim.config import from_dict
 from worldsim.eval import EvalConfig, evaluate
-from worldsim.training.recipe import load_recipe
+from worldsim.training.recipe import WorldSpec, load_recipe
 from worldsim.training.stages import train
 
 SHIPPED = "checkpoints/doom-camera"
@@ -51,6 +52,10 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
     "unroll-short-noise-still": ("12-frame rollouts, context noise 0.3 / 0.1, a quarter of the clips still",
                                  {"clip_frames": 12, "context_noise": 0.3, "play_context_noise": 0.1,
                                   "still_fraction": 0.25}, None),
+    "memory-unroll": ("posed keyframe memory (issue 12): the view recorded nearest to the movement model's pose "
+                      "as an input; 48-frame rollouts, context noise 0.3 / 0.1",
+                      {"clip_frames": 48, "context_noise": 0.3, "play_context_noise": 0.1, "input_lr": 1e-3,
+                       "world": {"movement": True, "memory": {"keyframes": 3000}}}, None),
     "unroll-96-noise": ("96-frame rollouts, context noise up to 0.3 in training, 0.1 at play",
                         {"clip_frames": 96, "context_noise": 0.3, "play_context_noise": 0.1, "batch": 2}, None),
 }
@@ -60,6 +65,8 @@ def train_arm(name: str, overrides: dict, out: Path, recipe_name: str) -> Path:
     recipe = load_recipe(recipe_name)
     overrides = dict(overrides)
     stage = overrides.pop("stage", "unroll")
+    if "world" in overrides:  # the world's state beyond pixels (worldsim/world): movement, keyframe memory
+        recipe = replace(recipe, world=from_dict(WorldSpec, overrides.pop("world"), path="world"))
     config = replace(getattr(recipe, stage), **overrides)
     if stage == "adversarial":  # the proxy's adversarial arms fine-tune the shipped world like its unroll arms
         config = replace(config, init=recipe.unroll.init, lr_generator=3e-5, lr_discriminator=3e-5,

@@ -3,6 +3,8 @@
     generator.safetensors   the generator (what plays)
     vae.safetensors         the VAE (encoder for first frames and training, decoder for play)
     start_frames.safetensors optional: a few real first frames (uint8) so a player can start without an engine
+    movement.safetensors    optional: the learned movement and walkable map (worldsim/world), and the start poses
+    memory.safetensors      optional: the posed keyframe memory (config `memory.keyframes` > 0)
     config.yaml             generator / vae / encoding / sampling configs, scheme name, provenance, metrics
     README.md               the model card
 
@@ -40,6 +42,8 @@ from worldsim.config import MAX_SAMPLING_STEPS, ConfigError, from_dict, load_yam
 from worldsim.errors import WorldsimError
 from worldsim.models.generator import Generator, GeneratorConfig
 from worldsim.models.vae import VAE, VAEConfig
+from worldsim.world.memory import KeyframeMemory, MemoryConfig
+from worldsim.world.movement import MovementModel
 
 FORMAT = "worldsim-checkpoint"
 VERSION = 1
@@ -78,6 +82,8 @@ class CheckpointConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     # the frame rate of the recorded data (ViZDoom at 35 tics/s, frame skip 2); recordings are written at it
     fps: float = field(default=17.5, metadata=rng(0.1, MAX_FPS))
+    # the posed keyframe memory the generator is conditioned on (its token condition carries the anchor); off: 0
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
     stage: str = "random"  # which training stage produced it (random = untrained, for tests)
     provenance: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
@@ -96,6 +102,9 @@ class Checkpoint:
     start_frames: torch.Tensor | None = None  # (N, H, W, 3) uint8
     path: Path | None = None
     extra: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # other weight files, by stem
+    movement: MovementModel | None = None  # the player's learned movement (movement.safetensors)
+    memory: KeyframeMemory | None = None  # the posed keyframe memory (memory.safetensors)
+    start_poses: torch.Tensor | None = None  # (N, 3) float64 x, y, heading of the start frames, when recorded
 
 
 def build_models(config: CheckpointConfig) -> tuple[Generator, VAE]:
@@ -114,10 +123,13 @@ def _check_config(config: CheckpointConfig, where: Path | None) -> None:
     from worldsim.conditioning.encodings import ENCODINGS
 
     encoding = ENCODINGS[config.encoding_config().type][1](config.encoding_config())
-    if (encoding.frame_dim, encoding.token_channels) != (g.frame_cond_dim, g.token_cond_channels):
+    anchor = config.memory.anchor_channels(g.latent_channels, g.patch)
+    if (encoding.frame_dim, encoding.token_channels + anchor) != (g.frame_cond_dim, g.token_cond_channels):
+        memory = f" + {anchor} of the keyframe memory" if anchor else ""
         raise ConfigError(where, "generator", "condition sizes do not match the encoding",
                           f"frame_cond_dim={g.frame_cond_dim}, token_cond_channels={g.token_cond_channels}",
-                          f"frame_cond_dim={encoding.frame_dim}, token_cond_channels={encoding.token_channels}")
+                          f"frame_cond_dim={encoding.frame_dim}, token_cond_channels={encoding.token_channels}"
+                          f"{memory}")
 
 
 def load_config(path: Path) -> CheckpointConfig:
@@ -325,7 +337,37 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             raise CheckpointError(f"{path / 'start_frames.safetensors'}: expected 'frames' uint8 (N, {h}, {w}, 3)")
     extra = {stem: read_weight_set(path, stem) for stem in weight_stems(path)
              if stem not in ("generator", "vae", "start_frames")}
-    return Checkpoint(config, generator.eval(), vae.eval(), start, path, extra)
+    movement, memory, start_poses = _world_state(config, extra, path)
+    return Checkpoint(config, generator.eval(), vae.eval(), start, path, extra, movement, memory, start_poses)
+
+
+def _world_state(config: CheckpointConfig, extra: dict[str, dict[str, torch.Tensor]], path: Path
+                 ) -> tuple[MovementModel | None, KeyframeMemory | None, torch.Tensor | None]:
+    """The learned movement, the keyframe memory and the start poses from their weight sets, checked."""
+    from worldsim.conditioning.encodings import ENCODINGS
+
+    movement = memory = start_poses = None
+    if "movement" in extra:
+        controls = ENCODINGS[config.encoding_config().type][1](config.encoding_config()).control_names
+        try:
+            movement = MovementModel.from_tensors(extra["movement"], tuple(controls))
+        except (KeyError, ValueError) as err:
+            raise CheckpointError(f"{path / 'movement.safetensors'}: not a learned movement model ({err})") from None
+        start_poses = extra["movement"].get("start_poses")
+    if config.memory.enabled:
+        if "memory" not in extra or movement is None:
+            missing = "memory.safetensors" if "memory" not in extra else "movement.safetensors"
+            raise CheckpointError(f"{path}: config.yaml asks for a keyframe memory (memory.keyframes = "
+                                  f"{config.memory.keyframes}) but {missing} is missing")
+        try:
+            memory = KeyframeMemory.from_tensors(config.memory, extra["memory"])
+        except ValueError as err:
+            raise CheckpointError(f"{path / 'memory.safetensors'}: {err}") from None
+        g = config.generator
+        if tuple(memory.latents.shape[1:]) != (g.latent_channels, *g.latent_size):
+            raise CheckpointError(f"{path / 'memory.safetensors'}: keyframe latents {list(memory.latents.shape[1:])}"
+                                  f", the generator's latents are {[g.latent_channels, *g.latent_size]}")
+    return movement, memory, start_poses
 
 
 def save_checkpoint(path: str | Path, config: CheckpointConfig, generator: torch.nn.Module, vae: torch.nn.Module,

@@ -9,7 +9,7 @@ import torch
 
 from worldsim.checkpoint import CheckpointConfig, SamplingConfig, build_models, provenance, save_checkpoint
 from worldsim.conditioning.scheme import load_scheme
-from worldsim.config import from_dict
+from worldsim.config import from_dict, replace, to_dict
 from worldsim.models.generator import GENERATOR_PRESETS, GeneratorConfig
 from worldsim.models.vae import VAE_PRESETS, VAEConfig
 
@@ -45,3 +45,55 @@ def random_checkpoint(path: str | Path, generator: str = "tiny", vae: str = "tin
     h, w = config.vae.image_size
     frames = np.random.default_rng(seed).integers(0, 256, (start_frames, h, w, 3), dtype=np.uint8)
     return save_checkpoint(path, config, g, v, torch.from_numpy(frames))
+
+
+def toy_track(steps: int = 400, seed: int = 0, room: float = 400.0, friction: float = 0.8, thrust: float = 1.5,
+              turn: float = -4.0) -> tuple[np.ndarray, np.ndarray]:
+    """A player in a square room [0, room]^2 with Doom-like physics (turn, thrust along the new heading, momentum
+    with friction) whose walls stop it: poses (T, 3) and camera-scheme actions (T, 4), actions[t] produced
+    poses[t]. For tests of the learned movement (never data a world is trained on)."""
+    gen = np.random.default_rng(seed)
+    actions = np.zeros((steps, 4), np.float32)
+    held = gen.uniform(-1, 1, 3)
+    for t in range(1, steps):
+        if gen.random() < 0.1:
+            held = gen.uniform(-1, 1, 3)
+        actions[t, :3] = held
+    poses = np.zeros((steps, 3))
+    poses[0] = (room / 2, room / 2, 0.0)
+    velocity = np.zeros(2)
+    for t in range(1, steps):
+        heading = (poses[t - 1, 2] + turn * actions[t, 2]) % 360.0
+        a = np.radians(heading)
+        ahead, right = np.array([np.cos(a), np.sin(a)]), np.array([np.sin(a), -np.cos(a)])
+        velocity = friction * velocity + thrust * (actions[t, 0] * ahead + actions[t, 1] * right)
+        position = np.clip(poses[t - 1, :2] + velocity, 4.0, room - 4.0)
+        velocity = position - poses[t - 1, :2]
+        poses[t] = (*position, heading)
+    return poses, actions
+
+
+def random_world_checkpoint(path: str | Path, keyframes: int = 12, seed: int = 0, **generator_overrides) -> Path:
+    """A random-weight world with a learned movement (fitted on `toy_track`) and a keyframe memory of random
+    latents at poses of that track; its generator takes the memory's anchor."""
+    from worldsim.world.memory import KeyframeMemory, MemoryConfig
+    from worldsim.world.movement import MovementModel
+
+    torch.manual_seed(seed)
+    config = random_config(**generator_overrides)
+    memory_config = MemoryConfig(keyframes=keyframes, cell=48.0, heading_bins=4)
+    g = config.generator
+    anchored = from_dict(GeneratorConfig, {**to_dict(g), "token_cond_channels": g.token_cond_channels +
+                                           memory_config.anchor_channels(g.latent_channels, g.patch)})
+    config = replace(config, generator=anchored, memory=memory_config)
+    generator, vae = build_models(config)
+    perturb_(generator, seed=seed)
+    poses, actions = toy_track(seed=seed)
+    movement = MovementModel.fit([(poses, actions)], ("forward", "strafe", "yaw", "use"))
+    latents = torch.randn(len(poses), g.latent_channels, *g.latent_size, generator=torch.Generator().manual_seed(seed))
+    memory = KeyframeMemory.build(memory_config, latents.numpy(), poses, np.zeros(len(poses), np.int64))
+    h, w = config.vae.image_size
+    frames = np.random.default_rng(seed).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+    world = {"movement": {**movement.to_tensors(), "start_poses": torch.from_numpy(poses[[0, 100]])},
+             "memory": memory.to_tensors()}
+    return save_checkpoint(path, config, generator, vae, torch.from_numpy(frames), extra=world)

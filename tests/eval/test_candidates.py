@@ -23,7 +23,7 @@ def test_turned_previous_is_the_reprojected_real_previous_frame(tmp_path):
     ckpt = load_checkpoint(random_checkpoint(tmp_path / "ckpt", yaw_reprojection=[2, 4.0, 90.0]))
     session = WorldSession(ckpt)
     real, actions = episode(session)
-    candidates, _ = episode_candidates(session, real, actions)
+    candidates, _, _ = episode_candidates(session, real, actions)
     turned, vae = candidates["turned_previous"], candidates["vae"]
     np.testing.assert_array_equal(turned.previous, real[:-1])
     # standing still (frame 2, 4, ...): the decoded real previous frame, i.e. the VAE's reconstruction of it
@@ -39,5 +39,26 @@ def test_turned_previous_is_the_reprojected_real_previous_frame(tmp_path):
 
 def test_generators_without_reprojection_have_no_turned_previous(tmp_path):
     session = WorldSession(load_checkpoint(random_checkpoint(tmp_path / "ckpt")))
-    candidates, _ = episode_candidates(session, *episode(session))
+    candidates, _, _ = episode_candidates(session, *episode(session))
     assert list(candidates) == ["model", "model_teacher", "vae", "copy_previous", "copy_first"]
+
+
+def test_a_memory_world_gets_the_keyframe_yardstick_and_its_tracked_poses(tmp_path):
+    from worldsim.testing import random_world_checkpoint, toy_track
+
+    session = WorldSession(load_checkpoint(random_world_checkpoint(tmp_path / "world")))
+    real, actions = episode(session)
+    poses, _ = toy_track(steps=len(real))
+    candidates, _, tracked = episode_candidates(session, real, actions, poses)
+    assert "keyframe" in candidates and tracked.shape == (len(real) - 1, 3)
+    keyframe = candidates["keyframe"]
+    assert keyframe.frames.shape == candidates["model"].frames.shape
+    # at the start the tracked pose is the engine's: the first keyframe is the one nearest to it, decoded
+    nearest = session.memory.nearest(tracked[:1])[0]
+    with torch.inference_mode():
+        turn = torch.tensor([(session.memory.poses[nearest, 2] - tracked[0, 2] + 180) % 360 - 180])
+        from worldsim.models.generator import turn_columns
+
+        latent = turn_columns(session.memory.latents[nearest:nearest + 1].float(), turn, session.memory.config.fov)
+        expected = tensor_to_frames(session.vae.decode(latent))[0]
+    assert np.abs(keyframe.frames[0].astype(int) - expected.astype(int)).max() <= 1

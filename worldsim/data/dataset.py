@@ -115,13 +115,16 @@ class _Windows(Dataset):
     """Window bookkeeping shared by frames and latents: episodes laid end to end, valid starts, the gather."""
 
     def _init_windows(self, scheme: Scheme, window: int, grid: tuple[int, int] | None, lengths: list[int],
-                      actions: np.ndarray, poses: np.ndarray, where: object) -> None:
+                      actions: np.ndarray, poses: np.ndarray, where: object, episode_ids: list[int] | None = None
+                      ) -> None:
         if window < 1:
             raise WorldsimError(f"window must be at least 1 frame, got {window}")
         self.scheme, self.window, self.grid = scheme, window, grid
         self.actions, self.poses = actions, poses
         offsets = np.cumsum([0, *lengths[:-1]]).astype(np.int64)
         self.episode_starts = offsets  # global index of each episode's first frame
+        ids = np.arange(len(lengths)) if episode_ids is None else np.asarray(episode_ids, dtype=np.int64)
+        self.frame_episodes = np.repeat(ids, lengths)  # the recorded episode id of every frame
         # A window never crosses an episode boundary: starts run to length - window in each episode.
         starts = [offset + np.arange(n - window + 1) for offset, n in zip(offsets, lengths) if n >= window]
         self.starts = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
@@ -152,6 +155,7 @@ class _Windows(Dataset):
             batch["conditions"] = torch.from_numpy(conditions)  # (B, K, F)
             batch["token_maps"] = torch.from_numpy(tokens)  # (B, K, C_tok, gh, gw)
         batch["poses"] = torch.from_numpy(self.poses[idx])  # (B, K, 3)
+        batch["episodes"] = torch.from_numpy(self.frame_episodes[idx[:, 0]])  # (B,)
         return batch
 
     def _visual(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
@@ -333,7 +337,7 @@ class LatentWindowDataset(_Windows):
         self.episodes = len(episodes)
         grid = grid if grid is not None else tuple(self.latents.shape[2:])
         self._init_windows(scheme, window, grid, [len(a["latents"]) for _, a in episodes], actions, poses,
-                           f"{cache.dir} ({split})")
+                           f"{cache.dir} ({split})", [entry.id for entry, _ in episodes])
 
     def _visual(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
         return {"latents": torch.from_numpy(self.latents[idx].astype(np.float32))}  # (B, K, C, h, w)

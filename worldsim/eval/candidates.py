@@ -16,6 +16,9 @@ Each candidate is a picture of the episode's frames 1..F at model resolution, pl
     copy_previous  the real previous frame, i.e. "nothing moves" (teacher-forced yardstick). Follows the real
                    previous frame, so the IDM sees no motion.
     copy_first     the real first frame forever (open-loop yardstick).
+    keyframe       only for worlds with a posed keyframe memory: the keyframe nearest to the pose the world's
+                   movement model tracks open loop, turned to its heading and decoded, i.e. what retrieval alone
+                   draws (open-loop yardstick). Follows its own previous frame.
     turned_previous  only for generators that reproject their recycled frame by the commanded yaw: the real
                    previous latent turned that way and decoded, i.e. what the reprojection alone draws (teacher-
                    forced yardstick). Follows the real previous frame. A model that does not beat it in PSNR and
@@ -31,7 +34,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from worldsim.models.generator import turn_columns
 from worldsim.runtime.session import WorldSession, frames_to_tensor, tensor_to_frames
+from worldsim.world.memory import wrap_degrees
+from worldsim.world.movement import PlayerState
 
 VAE_BATCH = 64
 
@@ -66,29 +72,38 @@ def _vae_roundtrip(session: WorldSession, frames: np.ndarray) -> tuple[np.ndarra
     return np.concatenate(recon), torch.cat(latents)
 
 
-def episode_candidates(session: WorldSession, real: np.ndarray, actions: np.ndarray,
-                       progress: bool = False) -> tuple[dict[str, Candidate], RolloutSpeed]:
+def episode_candidates(session: WorldSession, real: np.ndarray, actions: np.ndarray, poses: np.ndarray | None = None,
+                       progress: bool = False) -> tuple[dict[str, Candidate], RolloutSpeed, np.ndarray | None]:
     """real: (F + 1, h, w, 3) uint8 engine frames at model resolution; actions: (F + 1, A), actions[t]
-    produced real[t] (actions[0] is the no-op). Returns the candidates in the order listed above
-    (turned_previous only for reprojecting generators) and the open-loop speed."""
+    produced real[t] (actions[0] is the no-op); poses: (F + 1, 3) the engine's, for worlds that track the pose.
+    Returns the candidates in the order listed above (turned_previous only for reprojecting generators, keyframe
+    only for worlds with a memory), the open-loop speed, and the poses (F, 3) the world tracked open loop (None
+    when it tracks none)."""
     steps = len(real) - 1
     conditions = [session.encode(actions[t]) for t in range(1, steps + 1)]
+    first_pose = None if poses is None else poses[0]
     # 1. open loop, timed: this is what a player gets
-    start_frame = session.reset(real[0])
+    start_frame = session.reset(real[0], first_pose)
     generated = np.empty((steps, *real.shape[1:]), dtype=np.uint8)
+    tracked = np.empty((steps, 3)) if session.player is not None else None
     stage_ms = dict.fromkeys(session.timings_ms, 0.0)
     start = time.perf_counter()
     for t, condition in enumerate(tqdm(conditions, desc="rollout", disable=not progress, unit="frame")):
         generated[t] = session.step(condition)
         for stage, ms in session.timings_ms.items():
             stage_ms[stage] += ms
+        if tracked is not None:
+            tracked[t] = session.player.pose
     speed = RolloutSpeed(steps, time.perf_counter() - start, stage_ms)
-    # 2. teacher forced: the real previous latent is recycled at every step
+    # 2. teacher forced: the real previous latent is recycled at every step, and the engine's pose is the one the
+    # world's movement steps from
     reconstructed, latents = _vae_roundtrip(session, real)
-    session.reset(real[0])
+    session.reset(real[0], first_pose)
     teacher = np.empty_like(generated)
     for t, condition in enumerate(tqdm(conditions, desc="teacher", disable=not progress, unit="frame")):
         session.latent = latents[t: t + 1]  # (1, C, lh, lw): the real frame t (the previous of frame t + 1)
+        if session.player is not None and poses is not None:
+            session.player = PlayerState.along(poses, t)
         teacher[t] = session.step(condition)
     # 3. yardsticks; copy_first is a read-only view, not F copies of a frame
     first = np.broadcast_to(real[0], generated.shape)
@@ -99,8 +114,21 @@ def episode_candidates(session: WorldSession, real: np.ndarray, actions: np.ndar
         "copy_previous": Candidate(real[:-1], real[:-1]),
         "copy_first": Candidate(first, first),
     }
+    if session.memory is not None and tracked is not None:
+        candidates["keyframe"] = _keyframe_candidate(session, tracked, real[0])
     if session.generator.config.yaw_reprojection:
         frame_cond = torch.from_numpy(np.stack([c.frame for c in conditions])).to(latents.device, latents.dtype)
         turned = session.generator.reproject(latents[:-1], frame_cond)  # real frame t - 1, turned by action t
         candidates["turned_previous"] = Candidate(_decode(session, turned), real[:-1])
-    return candidates, speed
+    return candidates, speed, tracked
+
+
+@torch.inference_mode()
+def _keyframe_candidate(session: WorldSession, tracked: np.ndarray, first: np.ndarray) -> Candidate:
+    """The nearest keyframes to the tracked poses (F, 3), turned to their heading and decoded."""
+    index = session.memory.nearest(tracked)
+    turn = wrap_degrees(session.memory.poses[index, 2] - tracked[:, 2])
+    latents = turn_columns(session.memory.latents[torch.from_numpy(index)].to(session.dtype),
+                           torch.from_numpy(turn), session.memory.config.fov).to(session.device)
+    frames = _decode(session, latents)
+    return Candidate(frames, np.concatenate([first[None], frames[:-1]]))

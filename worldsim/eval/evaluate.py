@@ -228,12 +228,15 @@ def evaluate(checkpoint: str | Path, out: str | Path, config: EvalConfig = EvalC
     height, width = session.image_size
     scores: dict[str, list[Scores]] = {}
     speeds: list[RolloutSpeed] = []
+    movement_tracks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # engine poses, actions, tracked poses
     video = None
     for number, episode in enumerate(episodes):
         real = resize_frames(episode.frames, (width, height))  # (F + 1, h, w, 3), area filter
         commanded = motion_buckets(episode.actions[1:], encoding)
-        candidates, speed = episode_candidates(session, real, episode.actions, progress)
+        candidates, speed, tracked = episode_candidates(session, real, episode.actions, episode.poses, progress)
         speeds.append(speed)
+        if tracked is not None:
+            movement_tracks.append((episode.poses, episode.actions, tracked))
         candidates[ENGINE] = Candidate(real[1:], real[:-1])
         for name, candidate in candidates.items():
             scores.setdefault(name, []).append(score(candidate, real[1:], commanded, windows, judge))
@@ -270,6 +273,10 @@ def evaluate(checkpoint: str | Path, out: str | Path, config: EvalConfig = EvalC
     if detector is not None:
         summary["degeneration"] = _degeneration_summary(detector, judged, windows)
     summary["beats_copy_first"] = _beats_copy_first(summary)
+    if session.movement is not None and movement_tracks:
+        from worldsim.eval.movement import movement_metrics
+
+        summary["movement"] = movement_metrics(session.movement, movement_tracks, ckpt.config.fps)
     if config.probes:
         from worldsim.eval.probes import run_probes, write_probe_sheet
 

@@ -180,7 +180,7 @@ def run_probes(session, doom: str | None = None, names: tuple[str, ...] | None =
             engine = resize_frames(frames, (width, height))
             if engine_cache is not None:
                 engine_cache[name] = (engine, poses)
-        session.reset(engine[0])
+        session.reset(engine[0], poses[0])
         model = np.stack([engine[0]] + [session.step(session.encode(a)) for a in actions[1:]])
         results[name] = judge(name, engine, poses, model)
         results["_frames"][name] = (engine, model)

@@ -12,7 +12,7 @@ plus `sink` first frames.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -426,6 +426,21 @@ class Generator(nn.Module):
     def to_output(self, frame: torch.Tensor, recycled: torch.Tensor) -> torch.Tensor:
         """The clean training target (x0 of the flow) for a real latent frame."""
         return frame - recycled if self.config.residual else frame
+
+    def with_token_channels(self, channels: int) -> Generator:
+        """A copy taking `channels` token-condition channels (more than now: e.g. a keyframe memory's anchor added
+        to a trained world). The new inputs start with zero weights, so the copy computes exactly what this one does."""
+        old = self.config.token_cond_channels
+        if channels < old:
+            raise ValueError(f"token condition channels can only grow ({old} -> {channels})")
+        weight = self.patch_in.weight
+        widened = Generator(replace(self.config, token_cond_channels=channels)).to(weight.device, weight.dtype)
+        state = self.state_dict()
+        grown = weight.new_zeros(weight.shape[0], weight.shape[1] + channels - old)
+        grown[:, : weight.shape[1]] = weight.detach()
+        state["patch_in.weight"] = grown
+        widened.load_state_dict(state)
+        return widened.train(self.training)
 
     def reproject(self, recycled: torch.Tensor, frame_cond: torch.Tensor | None) -> torch.Tensor:
         """The recycled latent as the commanded camera will see it; the network's input and residual base.

@@ -18,6 +18,7 @@ from worldsim.checkpoint import Checkpoint
 from worldsim.conditioning.scheme import Condition, Scheme, load_scheme
 from worldsim.models.kv_cache import CacheSnapshot
 from worldsim.rollout import step_frame
+from worldsim.world.movement import PlayerState
 
 
 @dataclass
@@ -26,6 +27,7 @@ class SessionSnapshot:
     latent: torch.Tensor
     noise_state: torch.Tensor
     frame: int
+    player: PlayerState | None = None
 
 
 def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -68,6 +70,11 @@ class WorldSession:
         self.frame_cond = torch.zeros((1, g.frame_cond_dim), device=self.device, dtype=dtype)
         self.token_cond = torch.zeros((1, g.token_cond_channels, *self.grid), device=self.device, dtype=dtype)
         self.noise_generator = torch.Generator(self.device)
+        # The world's state beyond pixels (worldsim/world): where the player is, advanced by the learned movement
+        # every step; a world with a keyframe memory is conditioned on the view recorded nearest to that pose.
+        self.movement, self.memory = checkpoint.movement, checkpoint.memory
+        self.scheme_channels = self.scheme.encoding.token_channels  # the memory's anchor fills the channels after
+        self.player: PlayerState | None = None
         self.latent: torch.Tensor | None = None
         self.decoded: torch.Tensor | None = None  # the last step's frame before conversion to uint8
         self.frame_index = 0
@@ -83,13 +90,31 @@ class WorldSession:
             raise ValueError("this checkpoint has no start frames; pass a first frame to reset()")
         return frames[index % len(frames)].numpy()
 
+    def start_pose(self, index: int = 0) -> np.ndarray | None:
+        """The recorded pose (x, y, heading) of start frame `index`, if the checkpoint has start poses."""
+        poses = self.checkpoint.start_poses
+        return None if poses is None or len(poses) == 0 else poses[index % len(poses)].double().numpy()
+
     @torch.inference_mode()
-    def reset(self, first_frame: np.ndarray | None = None) -> np.ndarray:
-        """Start a new rollout from a real first frame (uint8 (H, W, 3)); returns the frame the player sees."""
-        frame = self.start_frame() if first_frame is None else first_frame
+    def reset(self, first_frame: np.ndarray | None = None, pose: np.ndarray | None = None) -> np.ndarray:
+        """Start a new rollout from a real first frame (uint8 (H, W, 3)) seen from `pose` (x, y, heading); returns
+        the frame the player sees. Without a first frame: start frame 0 and its recorded pose."""
+        if first_frame is None:
+            frame, pose = self.start_frame(), self.start_pose() if pose is None else pose
+        else:
+            frame = first_frame
         h, w = self.image_size
         if frame.shape != (h, w, 3) or frame.dtype != np.uint8:
             raise ValueError(f"first frame must be uint8 ({h}, {w}, 3), got {frame.dtype} {frame.shape}")
+        if self.movement is None:
+            self.player = None
+        elif pose is not None:
+            self.player = self.movement.start(np.asarray(pose, dtype=np.float64))
+        elif self.memory is not None:
+            raise ValueError("this world is anchored to a keyframe memory: reset() needs the pose (x, y, heading) "
+                             "the first frame was seen from")
+        else:
+            self.player = None  # a first frame from nowhere known: no pose to track
         self.latent = self.vae.encode(frames_to_tensor(frame[None]).to(self.device, self.dtype))
         self.cache.reset()
         self.backend.flush()
@@ -110,12 +135,17 @@ class WorldSession:
         t0 = time.perf_counter()
         # 1. condition into the preallocated buffers
         self.frame_cond[0].copy_(torch.from_numpy(condition.frame))
-        self.token_cond[0].copy_(torch.from_numpy(condition.tokens))
+        self.token_cond[0, :self.scheme_channels].copy_(torch.from_numpy(condition.tokens))
         torch.randn(self.noise.shape, generator=self.noise_generator, out=self.noise, device=self.device,
                     dtype=self.dtype)
         if self.context_level > 0:
             torch.randn(self.noise.shape, generator=self.noise_generator, out=self.context_noise,
                         device=self.device, dtype=self.dtype)
+        if self.player is not None:  # the pose this frame is seen from, and the view recorded nearest to it
+            self.player = self.movement.step(self.player, condition.action)
+            if self.memory is not None:
+                anchor = self.memory.anchor_tokens(self.player.pose, self.generator.config.patch)
+                self.token_cond[0, self.scheme_channels:].copy_(anchor)
         t1 = time.perf_counter()
         # 2. generate the next latent against the sliding KV cache (the backend stands in for the generator)
         self.latent = step_frame(self.backend, self.cache, self.latent, self.frame_cond, self.token_cond,
@@ -165,7 +195,7 @@ class WorldSession:
         if self.latent is None:
             raise RuntimeError("call reset() before snapshot()")
         return SessionSnapshot(self.cache.snapshot(), self.latent.clone(), self.noise_generator.get_state(),
-                               self.frame_index)
+                               self.frame_index, self.player)
 
     def restore(self, snap: SessionSnapshot) -> None:
         """Rewind to a snapshot; the same conditions afterwards give the same frames (noise state included)."""
@@ -175,3 +205,4 @@ class WorldSession:
         self.decoded = None
         self.noise_generator.set_state(snap.noise_state)
         self.frame_index = snap.frame
+        self.player = snap.player  # immutable: shared, not copied

@@ -19,7 +19,9 @@ from worldsim.data.dataset import LatentCache, LatentWindowDataset, WindowDatase
 from worldsim.data.storage import INDEX_FILE, DatasetIndex
 from worldsim.errors import WorldsimError
 from worldsim.training.clips import Clip
-from worldsim.training.recipe import Recipe
+from worldsim.training.recipe import Recipe, WorldSpec
+from worldsim.world.memory import KeyframeMemory
+from worldsim.world.movement import MovementModel
 
 ENCODE_BATCH = 256
 
@@ -37,6 +39,9 @@ class TrainingData:
         self._cache: LatentCache | None = None
         self._grid: tuple[int, int] | None = None
         self._clips: dict[tuple[str, int], LatentWindowDataset] = {}
+        self.movement: MovementModel | None = None
+        self.memory: KeyframeMemory | None = None
+        self._patch = 1
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, scheme: Scheme, image_size: tuple[int, int]) -> TrainingData:
@@ -75,6 +80,35 @@ class TrainingData:
         """Real first frames of validation episodes, uint8 (n, H, W, 3): a player's starting points."""
         return torch.from_numpy(self.val.frames[self.val.episode_starts[:n]]).permute(0, 2, 3, 1).contiguous()
 
+    def start_poses(self, n: int = 8) -> torch.Tensor:
+        """The recorded poses (n, 3) of `start_frames(n)`."""
+        return torch.from_numpy(self.val.poses[self.val.episode_starts[:n]].astype(np.float64))
+
+    # ---- the world's state beyond pixels (worldsim/world) ---------------------------------------------------------
+
+    def use_world(self, spec: WorldSpec, patch: int) -> None:
+        """Learn the movement and build the keyframe memory from the training split (after `use_vae`: the memory
+        holds this VAE's latents); clips then carry the memory's anchor in their token condition."""
+        if not spec.movement:
+            self.movement, self.memory = None, None
+            return
+        train = self._windows(1, "train")
+        ends = [*train.episode_starts[1:], len(train.poses)]
+        episodes = [(train.poses[a:b], train.actions[a:b]) for a, b in zip(train.episode_starts, ends)]
+        self.movement = MovementModel.fit(episodes, tuple(self.scheme.control_names), spec.cell, spec.max_hole)
+        self.memory = (KeyframeMemory.build(spec.memory, train.latents, train.poses, train.frame_episodes)
+                       if spec.memory.enabled else None)
+        self._patch = patch
+
+    def world_sets(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The weight sets a checkpoint carries the world's state in (movement, start poses, memory)."""
+        sets = {}
+        if self.movement is not None:
+            sets["movement"] = {**self.movement.to_tensors(), "start_poses": self.start_poses()}
+        if self.memory is not None:
+            sets["memory"] = self.memory.to_tensors()
+        return sets
+
     # ---- latent clips (generator stages) ---------------------------------------------------------------------------
 
     def use_vae(self, vae: torch.nn.Module, token_grid: tuple[int, int]) -> None:
@@ -101,22 +135,26 @@ class TrainingData:
 
     def clips(self, batch: int, frames: int, gen: torch.Generator, split: str = "train") -> Clip:
         windows = self._windows(frames, split)
-        return _clip(windows.gather(_draw(windows.starts, batch, gen)))
+        return self._clip(windows.gather(_draw(windows.starts, batch, gen)))
 
     def val_clip(self, frames: int | None = None) -> Clip:
         """The first validation episode from its real first frame (deterministic: samples are comparable)."""
         first_len = int(self.index.select("val")[0].frames)
         windows = self._windows(min(frames or first_len, first_len), "val")
-        return _clip(windows.gather(windows.starts[:1]))
+        return self._clip(windows.gather(windows.starts[:1]))
+
+    def _clip(self, batch: dict[str, torch.Tensor]) -> Clip:
+        tokens = batch["token_maps"]
+        if self.memory is not None:  # the view recorded nearest to each frame's pose, never from its own episode
+            poses = batch["poses"].double().numpy()
+            own = np.broadcast_to(batch["episodes"].numpy()[:, None], poses.shape[:2])
+            tokens = torch.cat([tokens, self.memory.anchor_tokens(poses, self._patch, own)], 2)
+        return Clip(batch["latents"], batch["conditions"], tokens)
 
 
 def _draw(starts: np.ndarray, batch: int, gen: torch.Generator) -> np.ndarray:
     # drawn on the generator's device (a CUDA generator cannot draw on the CPU), indices brought back to index
     return starts[torch.randint(0, len(starts), (batch,), generator=gen, device=gen.device).cpu().numpy()]
-
-
-def _clip(batch: dict[str, torch.Tensor]) -> Clip:
-    return Clip(batch["latents"], batch["conditions"], batch["token_maps"])
 
 
 def _weights_key(module: torch.nn.Module) -> str:

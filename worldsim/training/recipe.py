@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from worldsim.config import ASSETS_DIR, ConfigError, from_dict, load_yaml, rng
+from worldsim.world.memory import MemoryConfig
 
 STAGES = ("vae", "diffusion", "consistency", "unroll", "adversarial", "long")
 
@@ -37,6 +38,18 @@ class ModelSpec:
     vae: str = "world-s"  # a preset of worldsim.models.vae.VAE_PRESETS
     vae_overrides: dict = field(default_factory=dict)
     yaw_reprojection: bool = False  # turn the recycled frame by the commanded yaw (camera schemes; see GeneratorConfig)
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """The world's state beyond pixels (worldsim/world), learned from the recorded poses with the generator stages
+    and saved in every checkpoint: the player's movement with the walkable map, and the posed keyframe memory the
+    generator is conditioned on (`memory.keyframes` > 0; needs `movement`)."""
+
+    movement: bool = False
+    cell: float = field(default=8.0, metadata=rng(0.5, 10_000.0))  # map units per walkable-map cell
+    max_hole: int = field(default=256, metadata=rng(0, 10_000_000))  # enclosed gaps (cells) taken as floor
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
 
 
 @dataclass(frozen=True)
@@ -91,6 +104,9 @@ class UnrollStage(StageCommon):
     detach_every: int = field(default=8, metadata=rng(0, 4096))  # truncated back-propagation through the cache
     play_context_noise: float = field(default=0.0, metadata=rng(0.0, 1.0))  # the level the checkpoint plays at
     still_fraction: float = field(default=0.0, metadata=rng(0.0, 1.0))  # clips replaced by a still frame, no-op
+    # learning rate of the input projection (0: `lr`): inputs new to a trained world (a keyframe memory's anchor)
+    # start from zero weights and would barely move at a fine-tuning rate
+    input_lr: float = field(default=0.0, metadata=rng(0.0, 1.0))
     init: str | None = None  # start from this checkpoint instead of the consistency stage's
 
 
@@ -141,6 +157,7 @@ class Recipe:
     name: str
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
+    world: WorldSpec = field(default_factory=WorldSpec)
     seed: int = 0
     bf16: bool = True  # autocast where the hardware supports it (CPU with AVX-512 bf16, CUDA)
     threads: int = field(default=0, metadata=rng(0, 1024))  # torch CPU threads; 0 = torch's default
@@ -170,4 +187,9 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     data = load_yaml(path)
     if isinstance(data, dict) and "name" not in data:
         data = {"name": path.stem, **data}
-    return from_dict(Recipe, data, file=path)
+    recipe = from_dict(Recipe, data, file=path)
+    if recipe.world.memory.enabled and not recipe.world.movement:
+        raise ConfigError(path, "world.memory.keyframes", "a keyframe memory is retrieved by the player's pose, "
+                          "which the learned movement tracks", recipe.world.memory.keyframes,
+                          "0, or world.movement: true")
+    return recipe

@@ -36,6 +36,7 @@ from worldsim.training.recipe import STAGES, Recipe
 from worldsim.training.samples import write_rollout_sample, write_vae_sample
 from worldsim.training.trainer import Trainer, TrainingError, set_threads
 from worldsim.training.unroll import unroll_loss, with_still_clips
+from worldsim.world.memory import MemoryConfig
 
 PREVIOUS = {"diffusion": "vae", "consistency": "diffusion", "unroll": "consistency", "adversarial": "unroll",
             "long": "adversarial"}
@@ -58,7 +59,9 @@ class StageContext:
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
 
-def model_configs(recipe: Recipe, scheme: Scheme) -> tuple[GeneratorConfig, VAEConfig]:
+def model_configs(recipe: Recipe, scheme: Scheme, anchored: bool = True) -> tuple[GeneratorConfig, VAEConfig]:
+    """The recipe's models. `anchored`: the generator takes the keyframe memory's anchor if the recipe has one
+    (the VAE stage's placeholder generator does not: there is no memory before there are latents)."""
     m = recipe.model
     for kind, name, presets in (("generator", m.generator, GENERATOR_PRESETS), ("vae", m.vae, VAE_PRESETS)):
         if name not in presets:
@@ -68,20 +71,41 @@ def model_configs(recipe: Recipe, scheme: Scheme) -> tuple[GeneratorConfig, VAEC
     if reprojection is None:
         raise ConfigError(None, "model.yaw_reprojection", f"the '{scheme.name}' scheme has no calibrated yaw to "
                           "reproject by", True, "false, or a camera scheme")
+    patch = {**GENERATOR_PRESETS[m.generator], **m.generator_overrides}.get("patch", GeneratorConfig.patch)
+    anchor = recipe.world.memory.anchor_channels(vae.latent_channels, patch) if anchored else 0
     generator = from_dict(GeneratorConfig, {
         **GENERATOR_PRESETS[m.generator], **m.generator_overrides,
         "latent_channels": vae.latent_channels, "latent_size": list(vae.latent_size),
-        "frame_cond_dim": scheme.encoding.frame_dim, "token_cond_channels": scheme.encoding.token_channels,
+        "frame_cond_dim": scheme.encoding.frame_dim, "token_cond_channels": scheme.encoding.token_channels + anchor,
         "yaw_reprojection": list(reprojection),
     }, path="model.generator_overrides")
     return generator, vae
 
 
+def use_data(ctx: StageContext, vae: VAE, generator: Generator) -> Generator:
+    """Point the data at this VAE's latents and learn the world's state (movement, keyframe memory) from them;
+    returns the generator, given the memory's anchor inputs (zero weights) if it came from a world without them."""
+    ctx.data.use_vae(vae, generator.config.grid)
+    ctx.data.use_world(ctx.recipe.world, generator.config.patch)
+    memory = ctx.recipe.world.memory
+    wanted = ctx.scheme.encoding.token_channels + memory.anchor_channels(generator.config.latent_channels,
+                                                                        generator.config.patch)
+    if generator.config.token_cond_channels == wanted:
+        return generator
+    if generator.config.token_cond_channels != ctx.scheme.encoding.token_channels:
+        raise ConfigError(None, "world.memory", "the generator to continue was trained with another keyframe memory "
+                          f"({generator.config.token_cond_channels} token-condition channels)", to_dict(memory),
+                          "the memory settings it was trained with")
+    return generator.with_token_channels(wanted)
+
+
 def checkpoint_config(ctx: StageContext, stage: str, generator: GeneratorConfig, vae: VAEConfig,
                       step: int, sampling: SamplingConfig | None = None) -> CheckpointConfig:
+    anchored = generator.token_cond_channels > ctx.scheme.encoding.token_channels
     return CheckpointConfig(
         generator=generator, vae=vae, encoding=ctx.scheme.encoding_dict(), scheme=ctx.scheme.name,
-        sampling=sampling or SamplingConfig(), fps=ctx.data.fps, stage=stage,
+        sampling=sampling or SamplingConfig(), fps=ctx.data.fps,
+        memory=ctx.recipe.world.memory if anchored else MemoryConfig(), stage=stage,
         provenance=provenance(recipe=ctx.recipe.name, stage=stage, step=step, data=ctx.data.describe(),
                               recipe_config=to_dict(ctx.recipe)))
 
@@ -113,7 +137,7 @@ def _lr_lambda(warmup: int) -> Callable[[int], float]:
 
 def run_vae(ctx: StageContext) -> Path:
     cfg = ctx.recipe.vae
-    gen_config, vae_config = model_configs(ctx.recipe, ctx.scheme)
+    gen_config, vae_config = model_configs(ctx.recipe, ctx.scheme, anchored=False)
     torch.manual_seed(ctx.recipe.seed)
     vae = VAE(vae_config).to(ctx.device)
     if cfg.init:  # e.g. a shipped world's VAE trained on the same data: the generator stages start sooner
@@ -181,9 +205,10 @@ def run_diffusion(ctx: StageContext) -> Path:
     generator = Generator(gen_config).to(ctx.device)
     if cfg.init:  # e.g. a bidirectional pre-trained model: the same weights become block-causal by our masks
         init = load_checkpoint(cfg.init)
-        generator.load_state_dict(init.generator.state_dict())
+        generator.load_state_dict(use_data(ctx, vae, init.generator.to(ctx.device)).state_dict())
+    else:
+        generator = use_data(ctx, vae, generator)
     distributed.broadcast_parameters(generator)
-    ctx.data.use_vae(vae, gen_config.grid)
     optimizer = torch.optim.AdamW(generator.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup))
     sampling = SamplingConfig(steps=32, shift=cfg.shift)
@@ -200,7 +225,8 @@ def run_diffusion(ctx: StageContext) -> Path:
     trainer = Trainer("diffusion", ctx.out / "diffusion", cfg.steps, cfg.log_every, cfg.save_every,
                       cfg.sample_every, ctx.resume, {"generator": generator}, {"generator": optimizer}, config,
                       generator, vae, ctx.data.start_frames(), ctx.rng,
-                      _sample_fn(ctx, generator, vae, 8, cfg.shift, cfg.sample_frames), deadline=ctx.deadline)
+                      _sample_fn(ctx, generator, vae, 8, cfg.shift, cfg.sample_frames), deadline=ctx.deadline,
+                      world=ctx.data.world_sets())
     if trainer.step:
         schedule.last_epoch = trainer.step
     return trainer.run(step)
@@ -211,9 +237,8 @@ def run_consistency(ctx: StageContext) -> Path:
     shift = ctx.recipe.diffusion.shift
     base = previous_checkpoint(ctx, "consistency")
     vae = base.vae.to(ctx.device).eval()
-    teacher = base.generator.to(ctx.device).eval().requires_grad_(False)
+    teacher = use_data(ctx, vae, base.generator.to(ctx.device)).eval().requires_grad_(False)
     student = copy.deepcopy(teacher).train().requires_grad_(True)
-    ctx.data.use_vae(vae, student.config.grid)
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def step(i: int) -> dict[str, float]:
@@ -227,7 +252,8 @@ def run_consistency(ctx: StageContext) -> Path:
     trainer = Trainer("consistency", ctx.out / "consistency", cfg.steps, cfg.log_every, cfg.save_every,
                       cfg.sample_every, ctx.resume, {"generator": student}, {"generator": optimizer}, config,
                       student, vae, ctx.data.start_frames(), ctx.rng,
-                      _sample_fn(ctx, student, vae, 1, 1.0, cfg.sample_frames), deadline=ctx.deadline)
+                      _sample_fn(ctx, student, vae, 1, 1.0, cfg.sample_frames), deadline=ctx.deadline,
+                      world=ctx.data.world_sets())
     return trainer.run(step)
 
 
@@ -235,9 +261,11 @@ def run_unroll(ctx: StageContext) -> Path:
     cfg = ctx.recipe.unroll
     base = load_checkpoint(cfg.init) if cfg.init else previous_checkpoint(ctx, "unroll")
     vae = base.vae.to(ctx.device).eval()
-    generator = base.generator.to(ctx.device).train().requires_grad_(True)
-    ctx.data.use_vae(vae, generator.config.grid)
-    optimizer = torch.optim.AdamW(generator.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    generator = use_data(ctx, vae, base.generator.to(ctx.device)).train().requires_grad_(True)
+    inputs = list(generator.patch_in.parameters())
+    rest = [p for p in generator.parameters() if all(p is not q for q in inputs)]
+    optimizer = torch.optim.AdamW([{"params": rest}, {"params": inputs, "lr": cfg.input_lr or cfg.lr}], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
     stage_name = base.config.stage if cfg.steps == 0 else "unroll"  # a pass-through keeps what it passes on
     no_op = ctx.scheme.action(ControllerState())
     no_op_frame, no_op_tokens = (torch.from_numpy(np.asarray(x, np.float32))
@@ -257,7 +285,7 @@ def run_unroll(ctx: StageContext) -> Path:
     trainer = Trainer("unroll", ctx.out / "unroll", cfg.steps, cfg.log_every, cfg.save_every, cfg.sample_every,
                       ctx.resume, {"generator": generator}, {"generator": optimizer}, config, generator, vae,
                       ctx.data.start_frames(), ctx.rng, _sample_fn(ctx, generator, vae, 1, 1.0, cfg.sample_frames),
-                      deadline=ctx.deadline)
+                      deadline=ctx.deadline, world=ctx.data.world_sets())
     return trainer.run(step)
 
 
@@ -268,12 +296,12 @@ def _adversarial_roles(ctx: StageContext, stage: str, cfg):
     init = cfg.init if stage == "adversarial" else None  # long-video training continues its own run
     base = load_checkpoint(init) if init else previous_checkpoint(ctx, stage)
     vae = base.vae.to(ctx.device).eval()
-    generator = base.generator.to(ctx.device).train().requires_grad_(True)
+    generator = use_data(ctx, vae, base.generator.to(ctx.device)).train().requires_grad_(True)
     if stage == "adversarial":  # D starts from the stage-1 (diffusion) weights, as in AAPT
         diffusion = ctx.out / "diffusion" / "checkpoint"
         # fine-tuning a finished world (`init`) without its diffusion stage: D starts from the generator itself
         backbone = load_checkpoint(diffusion).generator if diffusion.exists() or not init else \
-            copy.deepcopy(base.generator)
+            copy.deepcopy(generator)
         discriminator = Discriminator(backbone).to(ctx.device)
     else:  # long-video training continues the stage-3 discriminator
         discriminator = Discriminator(copy.deepcopy(base.generator)).to(ctx.device)
@@ -283,7 +311,6 @@ def _adversarial_roles(ctx: StageContext, stage: str, cfg):
         discriminator.load_state_dict(weights)
     torch.manual_seed(ctx.recipe.seed)
     distributed.broadcast_parameters(discriminator)
-    ctx.data.use_vae(vae, generator.config.grid)
     opt_g = torch.optim.RMSprop(generator.parameters(), lr=cfg.lr_generator, alpha=cfg.rmsprop_alpha)
     opt_d = torch.optim.RMSprop(discriminator.parameters(), lr=cfg.lr_discriminator, alpha=cfg.rmsprop_alpha)
     return vae, generator, discriminator, opt_g, opt_d
@@ -336,7 +363,7 @@ def run_adversarial(ctx: StageContext) -> Path:
                       cfg.sample_every, ctx.resume, {"generator": generator, "discriminator": discriminator},
                       {"generator": opt_g, "discriminator": opt_d}, config, generator, vae,
                       ctx.data.start_frames(), ctx.rng, _sample_fn(ctx, generator, vae, 1, 1.0, cfg.sample_frames),
-                      deadline=ctx.deadline)
+                      deadline=ctx.deadline, world=ctx.data.world_sets())
     return trainer.run(step)
 
 
@@ -386,7 +413,7 @@ def run_long(ctx: StageContext) -> Path:
                       ctx.resume, {"generator": generator, "discriminator": discriminator},
                       {"generator": opt_g, "discriminator": opt_d}, config, generator, vae,
                       ctx.data.start_frames(), ctx.rng, _sample_fn(ctx, generator, vae, 1, 1.0, cfg.sample_frames),
-                      deadline=ctx.deadline)
+                      deadline=ctx.deadline, world=ctx.data.world_sets())
     return trainer.run(step)
 
 

@@ -95,8 +95,10 @@ class Trainer:
                  checkpoint_config: Callable[[int], CheckpointConfig], generator: nn.Module, vae: nn.Module,
                  start_frames: torch.Tensor | None, rng: torch.Generator,
                  sample: Callable[[int, Path], dict] | None = None,
-                 before_save: Callable[[], None] | None = None, deadline: float | None = None):
+                 before_save: Callable[[], None] | None = None, deadline: float | None = None,
+                 world: dict[str, dict[str, torch.Tensor]] | None = None):
         self.stage, self.out, self.steps = stage, Path(out), steps
+        self.world = world or {}  # the world's learned state (movement, memory): saved with every checkpoint
         self.deadline = deadline
         self.log_every, self.save_every, self.sample_every = log_every, save_every, sample_every
         self.modules, self.optimizers = modules, optimizers
@@ -157,6 +159,7 @@ class Trainer:
         for name, optimizer in self.optimizers.items():
             extra[f"optimizer_{name}"], optim_meta[name] = optimizer_tensors(optimizer)
         extra["trainer"] = {"rng": self.rng.get_state()}
+        extra.update(self.world)
         meta = {"stage": self.stage, "step": self.step, "elapsed_s": self.elapsed, "optimizers": optim_meta}
         save_checkpoint(self.checkpoint_dir, self.checkpoint_config(self.step), self.generator, self.vae,
                         self.start_frames, extra=extra, files={"trainer.json": json.dumps(meta, indent=1)})

@@ -1,0 +1,122 @@
+"""The world's state beyond pixels in the session: the pose advances with every step, the keyframe memory's anchor
+reaches the generator, and reset / snapshot / restore / replay stay exact with them."""
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from worldsim.checkpoint import CheckpointError, load_checkpoint
+from worldsim.config import ConfigError
+from worldsim.runtime.session import WorldSession
+from worldsim.testing import random_checkpoint, random_world_checkpoint
+
+FORWARD_RIGHT = np.array([1.0, 0.0, 0.5, 0.0], np.float32)  # forward, strafe, yaw, use
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return load_checkpoint(random_world_checkpoint(tmp_path_factory.mktemp("world") / "ckpt"))
+
+
+def roll(session: WorldSession, steps: int = 6) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    frames, poses = [], []
+    for _ in range(steps):
+        frames.append(session.step(session.encode(FORWARD_RIGHT)))
+        poses.append(session.player.pose)
+    return frames, poses
+
+
+def test_a_world_checkpoint_loads_its_movement_memory_and_start_poses(world):
+    assert world.movement is not None and world.memory is not None
+    assert len(world.memory) <= 12 and world.start_poses.shape == (2, 3)
+
+
+def test_the_pose_starts_at_the_start_point_and_follows_the_actions(world):
+    session = WorldSession(world)
+    session.reset()
+    np.testing.assert_allclose(session.player.pose, world.movement.start(world.start_poses[0].numpy()).pose)
+    _, poses = roll(session)
+    assert poses[-1][2] == pytest.approx((session.player.pose[2]) % 360)
+    assert np.linalg.norm(poses[-1][:2] - poses[0][:2]) > 0  # it walked
+    assert world.movement.walkable.contains(np.array(poses)[:, :2]).all()
+
+
+def test_the_anchor_reaches_the_generator(world):
+    session = WorldSession(world)
+    session.reset()
+    frame_here = session.step(session.encode(np.zeros(4, np.float32)))
+    far = world.memory.poses[np.argmax(np.linalg.norm(world.memory.poses[:, :2] - world.memory.poses[0, :2],
+                                                      axis=1))]
+    session.reset(world.start_frames[0].numpy(), far)  # same first frame, seen from elsewhere
+    frame_there = session.step(session.encode(np.zeros(4, np.float32)))
+    assert (frame_here != frame_there).any()
+
+
+def test_snapshot_restore_and_replay_are_exact_with_the_pose(world):
+    session = WorldSession(world)
+    session.reset()
+    roll(session, 3)
+    snap = session.snapshot()
+    frames, poses = roll(session)
+    session.restore(snap)
+    again, poses_again = roll(session)
+    assert all((a == b).all() for a, b in zip(frames, again))
+    assert np.array(poses).tobytes() == np.array(poses_again).tobytes()
+    replay = WorldSession(load_checkpoint(world.path))  # another process would load it again
+    replay.reset()
+    roll(replay, 3)
+    assert np.array(roll(replay)[1]).tobytes() == np.array(poses).tobytes()
+
+
+def test_a_memory_world_needs_the_pose_of_its_first_frame(world):
+    session = WorldSession(world)
+    with pytest.raises(ValueError, match="needs the pose"):
+        session.reset(world.start_frames[0].numpy())
+
+
+def test_a_world_without_movement_tracks_no_pose(tiny_checkpoint):
+    session = WorldSession(load_checkpoint(tiny_checkpoint))
+    session.reset()
+    session.step(session.encode(FORWARD_RIGHT))
+    assert session.player is None and session.snapshot().player is None
+
+
+def test_missing_memory_weights_are_refused_by_name(world, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(world.path, broken)
+    (broken / "memory.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="memory.safetensors is missing"):
+        load_checkpoint(broken)
+
+
+def test_a_memory_config_that_does_not_fit_the_generator_is_refused(world, tmp_path):
+    import shutil
+
+    edited = tmp_path / "edited"
+    shutil.copytree(world.path, edited)
+    config = yaml.safe_load((edited / "config.yaml").read_text())
+    config["memory"]["keyframes"] = 0  # the generator still takes the anchor channels
+    (edited / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match="condition sizes do not match"):
+        load_checkpoint(edited)
+
+
+def test_a_widened_generator_computes_what_the_narrow_one_did(tmp_path):
+    checkpoint = load_checkpoint(random_checkpoint(tmp_path / "narrow"))
+    narrow = checkpoint.generator
+    wide = narrow.with_token_channels(narrow.config.token_cond_channels + 5)
+    g = narrow.config
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 2, g.latent_channels, *g.latent_size, generator=gen)
+    tokens = torch.randn(1, 2, g.token_cond_channels, *g.grid, generator=gen)
+    frame = torch.randn(1, 2, g.frame_cond_dim, generator=gen)
+    t, aug = torch.ones(1, 2), torch.zeros(1, 2)
+    anchor = torch.randn(1, 2, 5, *g.grid, generator=gen)
+    with torch.no_grad():
+        torch.testing.assert_close(wide(x, x, torch.cat([tokens, anchor], 2), frame, t, aug),
+                                   narrow(x, x, tokens, frame, t, aug))
+    with pytest.raises(ValueError, match="only grow"):
+        narrow.with_token_channels(1)

@@ -1,0 +1,66 @@
+"""Training a world with its state beyond pixels: the movement and the keyframe memory are learned from the
+recorded poses, saved in every checkpoint, and a world trained without a memory can be given one."""
+
+import numpy as np
+import pytest
+
+from worldsim.checkpoint import load_checkpoint
+from worldsim.config import ConfigError, from_dict, replace
+from worldsim.training.recipe import WorldSpec
+from worldsim.training.stages import train
+
+WORLD = {"movement": True, "memory": {"keyframes": 16, "cell": 48.0, "heading_bins": 4}}
+
+
+@pytest.fixture(scope="module")
+def world_run(smoke_recipe, tmp_path_factory):
+    recipe = replace(smoke_recipe, world=from_dict(WorldSpec, WORLD))
+    out = tmp_path_factory.mktemp("world") / "run"
+    return recipe, out, train(recipe, "all", out)
+
+
+def test_every_generator_stage_saves_the_movement_and_the_memory(world_run):
+    recipe, out, paths = world_run
+    vae_stage, *generator_stages = paths
+    assert load_checkpoint(vae_stage).memory is None  # no latents yet: no memory
+    for path in generator_stages:
+        checkpoint = load_checkpoint(path)
+        assert checkpoint.movement is not None and checkpoint.memory is not None, path
+        assert 0 < len(checkpoint.memory) <= 16
+        assert checkpoint.config.memory.keyframes == 16
+        assert checkpoint.start_poses.shape[1] == 3
+        # the recorded start poses lie on the learned walkable area
+        assert checkpoint.movement.walkable.contains(checkpoint.start_poses[:, :2].numpy()).all()
+
+
+def test_the_trained_world_plays_headless_with_its_pose(world_run, tmp_path):
+    from worldsim.runtime.session import WorldSession
+
+    _, _, paths = world_run
+    session = WorldSession(load_checkpoint(paths[-1]))
+    session.reset()
+    start = session.player.pose
+    for _ in range(5):
+        session.step(session.encode(np.array([1.0, 0.0, 1.0, 0.0], np.float32)))
+    assert session.movement.walkable.contains(session.player.pose[:2])
+    assert session.player.heading != start[2]  # turned (walking may be stopped by a wall of the tiny map)
+
+
+def test_a_world_without_a_memory_is_given_one_by_fine_tuning(world_run, tmp_path):
+    recipe, out, _ = world_run
+    narrow = out / "vae" / "checkpoint"  # its generator takes no anchor
+    tuned = replace(recipe, unroll=replace(recipe.unroll, init=str(narrow), steps=1, input_lr=1e-3))
+    path = train(tuned, "unroll", tmp_path / "tuned")[0]
+    checkpoint = load_checkpoint(path)
+    wide, before = checkpoint.generator.config, load_checkpoint(narrow).generator.config
+    assert wide.token_cond_channels == before.token_cond_channels + checkpoint.config.memory.anchor_channels(
+        wide.latent_channels, wide.patch)
+
+
+def test_a_memory_without_movement_is_refused(tmp_path):
+    from worldsim.training.recipe import load_recipe
+
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("name: bad\nworld: {movement: false, memory: {keyframes: 8}}\n")
+    with pytest.raises(ConfigError, match="world.memory.keyframes.*world.movement: true"):
+        load_recipe(recipe)

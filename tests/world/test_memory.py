@@ -1,0 +1,80 @@
+"""The posed keyframe memory: coverage, deterministic nearest retrieval, and the anchor it hands the generator."""
+
+import numpy as np
+import pytest
+import torch
+
+from worldsim.world.memory import OFFSET_CHANNELS, KeyframeMemory, MemoryConfig
+
+
+def recorded(n=600, seed=0):
+    gen = np.random.default_rng(seed)
+    poses = np.stack([gen.uniform(0, 256, n), gen.uniform(0, 128, n), gen.uniform(0, 360, n)], 1)
+    latents = gen.standard_normal((n, 4, 6, 8)).astype(np.float16)
+    episodes = np.arange(n) % 5
+    return latents, poses, episodes
+
+
+def test_one_keyframe_per_cell_and_heading_bin_up_to_the_limit():
+    latents, poses, episodes = recorded()
+    config = MemoryConfig(keyframes=10_000, cell=64.0, heading_bins=4)
+    memory = KeyframeMemory.build(config, latents, poses, episodes)
+    bins = {(int(x // 64), int(y // 64), int(h // 90)) for x, y, h in memory.poses}
+    assert len(bins) == len(memory) == 4 * 2 * 4  # every (cell, bin) of the 256 x 128 area, once
+    assert len(KeyframeMemory.build(MemoryConfig(keyframes=7, cell=64.0, heading_bins=4), latents, poses,
+                                    episodes)) == 7
+
+
+def test_nearest_finds_a_keyframe_at_its_own_pose_and_is_deterministic():
+    latents, poses, episodes = recorded()
+    memory = KeyframeMemory.build(MemoryConfig(keyframes=50, cell=64.0, heading_bins=4), latents, poses, episodes)
+    index = memory.nearest(memory.poses)
+    np.testing.assert_array_equal(index, np.arange(len(memory)))
+    queries = np.random.default_rng(1).uniform(0, 128, (20, 3))
+    np.testing.assert_array_equal(memory.nearest(queries), memory.nearest(queries))
+
+
+def test_heading_counts_in_the_distance():
+    latents = np.zeros((2, 4, 6, 8), np.float16)
+    poses = np.array([[0.0, 0.0, 0.0], [10.0, 0.0, 90.0]])
+    memory = KeyframeMemory(MemoryConfig(keyframes=2, heading_weight=2.0), torch.from_numpy(latents), poses,
+                            np.zeros(2))
+    assert memory.nearest(np.array([9.0, 0.0, 0.0])) == 0  # 9 units away, same heading
+    assert memory.nearest(np.array([9.0, 0.0, 80.0])) == 1  # 1 unit and 10 degrees (20) vs 9 units and 80 degrees
+
+
+def test_a_clip_never_retrieves_its_own_episode():
+    latents, poses, episodes = recorded()
+    memory = KeyframeMemory.build(MemoryConfig(keyframes=10_000, cell=32.0), latents, poses, episodes)
+    own = memory.episodes[memory.nearest(memory.poses)]
+    index = memory.nearest(memory.poses, exclude_episodes=own)
+    assert (memory.episodes[index] != own).all()
+
+
+def test_anchor_tokens_are_the_keyframe_patches_and_its_offset():
+    latents, poses, episodes = recorded()
+    memory = KeyframeMemory.build(MemoryConfig(keyframes=50, cell=64.0, heading_bins=4), latents, poses, episodes)
+    tokens = memory.anchor_tokens(memory.poses[:3], patch=2)
+    assert tokens.shape == (3, 4 * 2 * 2 + OFFSET_CHANNELS, 3, 4)
+    # at a keyframe's own pose: no turn, no offset, the patches are its latent's
+    first = memory.latents[0].float()
+    np.testing.assert_allclose(tokens[0, :4 * 4].reshape(4, 2, 2, 3, 4).permute(0, 3, 1, 4, 2).reshape(4, 6, 8),
+                               first, atol=1e-3)
+    assert tokens[:, -OFFSET_CHANNELS:].abs().max() == 0
+    moved = memory.poses[:1] + np.array([[0.0, 0.0, 0.0]])
+    moved[0, 0] -= 32.0  # standing 32 units behind... along -x: the keyframe is ahead if facing +x
+    moved[0, 2] = 0.0
+    offset = memory.anchor_tokens(moved, patch=2)[0, -OFFSET_CHANNELS:, 0, 0]
+    index = memory.nearest(moved)[0]
+    assert offset.shape == (OFFSET_CHANNELS,) and torch.isfinite(offset).all() and index >= 0
+
+
+def test_round_trip_through_tensors():
+    latents, poses, episodes = recorded()
+    config = MemoryConfig(keyframes=20, cell=64.0)
+    memory = KeyframeMemory.build(config, latents, poses, episodes)
+    again = KeyframeMemory.from_tensors(config, memory.to_tensors())
+    assert torch.equal(again.latents, memory.latents)
+    np.testing.assert_array_equal(again.poses, memory.poses)
+    with pytest.raises(ValueError, match="lack"):
+        KeyframeMemory.from_tensors(config, {"latents": memory.latents})

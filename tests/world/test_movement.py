@@ -1,0 +1,67 @@
+"""The learned movement: it recovers Doom-like physics from recorded poses and never leaves the walkable area."""
+
+import numpy as np
+import pytest
+import torch
+
+from worldsim.testing import toy_track
+from worldsim.world.movement import MovementModel, PlayerState
+
+CONTROLS = ("forward", "strafe", "yaw", "use")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return MovementModel.fit([toy_track(seed=s) for s in range(4)], CONTROLS)
+
+
+def test_learns_the_free_motion_and_the_turn(model):
+    # toy physics: velocity' = 0.8 velocity + 1.5 (forward ahead + strafe right), heading' = heading - 4 yaw
+    np.testing.assert_allclose(model.motion, [[0.8, 0, 1.5, 0], [0, 0.8, 0, 1.5]], atol=0.02)
+    assert model.turn_gain == pytest.approx(-4.0, abs=1e-3)
+
+
+def test_follows_a_held_out_track_while_free_and_stops_at_the_walls(model):
+    poses, actions = toy_track(seed=99)
+    rolled = model.rollout(PlayerState.from_pose(poses[0]), actions[1:])
+    error = np.linalg.norm(rolled[:, :2] - poses[1:, :2], axis=1)
+    assert error[:20].max() < 3.0  # a second of play, before the walls come into it
+    assert model.walkable.contains(rolled[:, :2]).all()
+
+
+def test_a_long_random_rollout_never_leaves_the_walkable_area(model):
+    gen = np.random.default_rng(0)
+    actions = np.repeat(gen.uniform(-1, 1, (50, 4)), 40, axis=0)  # held keys, 2,000 frames
+    rolled = model.rollout(model.start(np.array([80.0, 80.0, 0.0])), actions)
+    assert model.walkable.contains(rolled[:, :2]).all()
+    assert np.ptp(rolled[:, 0]) > 50  # it does move around
+
+
+def test_walking_into_a_wall_stops(model):
+    state = model.start(np.array([80.0, 80.0, 0.0]))  # facing +x
+    for _ in range(120):
+        state = model.step(state, np.array([1.0, 0.0, 0.0, 0.0]))
+    assert np.hypot(state.vx, state.vy) < 0.01  # stopped (a learned cross term may leave a crawl along the wall)
+    assert model.walkable.contains(np.array([state.x, state.y]))
+    assert not model.walkable.contains(np.array([state.x + 16, state.y]))  # at the edge of the recorded area
+
+
+def test_the_same_actions_give_the_same_poses_bit_for_bit(model):
+    poses, actions = toy_track(seed=5)
+    a = model.rollout(PlayerState.from_pose(poses[0]), actions)
+    b = model.rollout(PlayerState.from_pose(poses[0]), actions)
+    assert a.tobytes() == b.tobytes()
+
+
+def test_round_trip_through_tensors(model):
+    again = MovementModel.from_tensors({k: v.clone() for k, v in model.to_tensors().items()}, CONTROLS)
+    poses, actions = toy_track(seed=7)
+    start = PlayerState.from_pose(poses[0])
+    assert again.rollout(start, actions).tobytes() == model.rollout(start, actions).tobytes()
+    assert all(isinstance(v, torch.Tensor) for v in model.to_tensors().values())
+
+
+def test_a_scheme_without_the_movement_controls_is_refused():
+    with pytest.raises(ValueError, match="forward.*strafe.*yaw.*camera scheme"):
+        MovementModel(np.zeros((2, 4)), -4.0, MovementModel.fit([toy_track()], CONTROLS).walkable,
+                      ("forward", "back", "turn_left"))

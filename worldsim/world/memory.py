@@ -1,0 +1,134 @@
+"""Posed keyframe memory: recorded latents with the poses they were seen from, retrieved by the player's pose.
+
+The world was recorded from known poses, and the nearest recorded view of a pose is nearly what the engine shows
+there (a probe: 23 dB from the engine's frame, sharp, no drift). So a world with a memory does not have to invent
+the room from its own drifting frames: every step the keyframe nearest to the pose being generated is retrieved,
+turned by the heading difference (the same pinhole reprojection as the recycled frame), and handed to the generator
+as part of its per-token condition, with the remaining offset (forward, right, heading) as constant maps. The
+generator's job becomes refining a known view for the exact pose and the recent frames.
+
+The memory is chosen to cover the map: one keyframe per (cell of `cell` map units, heading bin), the recorded frame
+nearest to that bin's centre. Distances mix position and heading: `heading_weight` map units per degree.
+
+Frames the player generates are not written back yet (a place the player changed does not stay changed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from worldsim.config import rng
+from worldsim.models.generator import turn_columns
+
+OFFSET_CHANNELS = 3  # forward and right offset of the keyframe's camera from the current one, heading difference
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    keyframes: int = field(default=0, metadata=rng(0, 1_000_000))  # at most this many; 0: no memory
+    cell: float = field(default=32.0, metadata=rng(1.0, 100_000.0))  # map units per coverage cell
+    heading_bins: int = field(default=16, metadata=rng(1, 360))
+    heading_weight: float = field(default=2.0, metadata=rng(0.0, 1000.0))  # map units one degree counts as
+    offset_scale: float = field(default=64.0, metadata=rng(0.01, 100_000.0))  # map units per unit of offset map
+    fov: float = field(default=90.0, metadata=rng(10.0, 170.0))  # the recorded camera's, for the reprojection
+
+    @property
+    def enabled(self) -> bool:
+        return self.keyframes > 0
+
+    def anchor_channels(self, latent_channels: int, patch: int) -> int:
+        """Token-condition channels the memory adds: the keyframe's patches and the offset maps."""
+        return latent_channels * patch * patch + OFFSET_CHANNELS if self.enabled else 0
+
+
+def wrap_degrees(angle: np.ndarray) -> np.ndarray:
+    return (np.asarray(angle, dtype=np.float64) + 180.0) % 360.0 - 180.0
+
+
+class KeyframeMemory:
+    def __init__(self, config: MemoryConfig, latents: torch.Tensor, poses: np.ndarray, episodes: np.ndarray):
+        if not (len(latents) == len(poses) == len(episodes)) or len(latents) == 0:
+            raise ValueError(f"a keyframe memory needs as many latents, poses and episode ids, at least one; got "
+                             f"{len(latents)}, {len(poses)}, {len(episodes)}")
+        self.config = config
+        self.latents = latents  # (N, C, h, w), float16 as shipped
+        self.poses = np.asarray(poses, dtype=np.float64)  # (N, 3) x, y, heading
+        self.episodes = np.asarray(episodes, dtype=np.int64)  # (N,) the recorded episode of each keyframe
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+    @classmethod
+    def build(cls, config: MemoryConfig, latents: np.ndarray, poses: np.ndarray, episodes: np.ndarray
+              ) -> KeyframeMemory:
+        """Choose keyframes covering the map from recorded latents (N, C, h, w), poses (N, 3), episode ids (N,)."""
+        poses = np.asarray(poses, dtype=np.float64)
+        bin_width = 360.0 / config.heading_bins
+        cells = np.floor(poses[:, :2] / config.cell).astype(np.int64)
+        bins = np.floor((poses[:, 2] % 360.0) / bin_width).astype(np.int64) % config.heading_bins
+        centre = np.concatenate([(cells + 0.5) * config.cell, ((bins + 0.5) * bin_width)[:, None]], 1)
+        distance = _distance(poses, centre, config.heading_weight)
+        keys = np.stack([cells[:, 0], cells[:, 1], bins], 1)
+        # per (cell, bin): the frame nearest its centre (lexsort: by key, then distance, then index: deterministic)
+        order = np.lexsort((np.arange(len(poses)), distance, keys[:, 2], keys[:, 1], keys[:, 0]))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = (np.diff(keys[order], axis=0) != 0).any(1)
+        chosen = order[first]
+        if len(chosen) > config.keyframes:  # keep the bins visited most often (where a player is most likely)
+            _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+            visits = counts[inverse.reshape(-1)][chosen]
+            chosen = chosen[np.lexsort((chosen, -visits))[: config.keyframes]]
+        chosen = np.sort(chosen)
+        return cls(config, torch.from_numpy(np.ascontiguousarray(latents[chosen])).to(torch.float16),
+                   poses[chosen], np.asarray(episodes)[chosen])
+
+    def nearest(self, poses: np.ndarray, exclude_episodes: np.ndarray | None = None) -> np.ndarray:
+        """Index of the nearest keyframe to each pose (..., 3); `exclude_episodes` (...) leaves out keyframes of
+        the same recorded episode (training: a clip must not find its own frames). Ties go to the lower index."""
+        poses = np.asarray(poses, dtype=np.float64)
+        flat = poses.reshape(-1, 3)
+        distance = _distance(flat[:, None, :], self.poses[None], self.config.heading_weight)  # (M, N)
+        if exclude_episodes is not None:
+            same = np.asarray(exclude_episodes).reshape(-1)[:, None] == self.episodes[None]
+            distance = np.where(same, np.inf, distance)
+        return distance.argmin(1).reshape(poses.shape[:-1])
+
+    def anchor_tokens(self, poses: np.ndarray, patch: int, exclude_episodes: np.ndarray | None = None,
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The memory's part of the token condition for frames seen from `poses` (..., 3):
+        (..., C * patch * patch + 3, h / patch, w / patch)."""
+        poses = np.asarray(poses, dtype=np.float64)
+        index = self.nearest(poses, exclude_episodes).reshape(-1)
+        flat = poses.reshape(-1, 3)
+        keys = self.poses[index]
+        turn = wrap_degrees(keys[:, 2] - flat[:, 2])  # the current camera is the keyframe's turned right by this
+        latents = turn_columns(self.latents[torch.from_numpy(index)].to(dtype), torch.from_numpy(turn), self.config.fov)
+        M, C, h, w = latents.shape
+        gh, gw = h // patch, w // patch
+        patches = latents.reshape(M, C, gh, patch, gw, patch).permute(0, 1, 3, 5, 2, 4).reshape(M, -1, gh, gw)
+        heading = np.radians(flat[:, 2])
+        delta = keys[:, :2] - flat[:, :2]
+        forward = delta[:, 0] * np.cos(heading) + delta[:, 1] * np.sin(heading)
+        right = delta[:, 0] * np.sin(heading) - delta[:, 1] * np.cos(heading)
+        offsets = np.stack([forward / self.config.offset_scale, right / self.config.offset_scale, turn / 45.0], 1)
+        offsets = torch.from_numpy(offsets).to(dtype)[:, :, None, None].expand(M, OFFSET_CHANNELS, gh, gw)
+        return torch.cat([patches, offsets], 1).reshape(*poses.shape[:-1], -1, gh, gw)
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        return {"latents": self.latents.to(torch.float16).contiguous(), "poses": torch.from_numpy(self.poses),
+                "episodes": torch.from_numpy(self.episodes)}
+
+    @classmethod
+    def from_tensors(cls, config: MemoryConfig, tensors: dict[str, torch.Tensor]) -> KeyframeMemory:
+        missing = {"latents", "poses", "episodes"} - set(tensors)
+        if missing:
+            raise ValueError(f"memory weights lack {sorted(missing)}")
+        return cls(config, tensors["latents"], tensors["poses"].double().numpy(), tensors["episodes"].numpy())
+
+
+def _distance(a: np.ndarray, b: np.ndarray, heading_weight: float) -> np.ndarray:
+    position = np.sqrt(((a[..., :2] - b[..., :2]) ** 2).sum(-1))
+    return position + heading_weight * np.abs(wrap_degrees(a[..., 2] - b[..., 2]))

@@ -1,0 +1,159 @@
+"""Learned movement: the player's next pose from its pose, velocity and action, walls included.
+
+Doom's player physics is linear between collisions: each tic the turn is applied, the command thrusts along the new
+heading, the momentum moves the player and friction slows it. So the free move of one recorded frame (two tics) is a
+linear function of the previous frame's velocity and the command, both seen from the new heading; least squares on
+the recorded poses learns it, with the blocked frames (a wall ate the move) left out by a robust refit. The turn is a
+learned gain on the yaw command. Walls come from the walkable area (worldsim/world/walkable.py): the free move is
+clipped to it, sliding along its edge, so the movement never leaves the explored map.
+
+Everything here is float64 numpy: a few microseconds per frame, the same result on every machine, so a replay of
+the same actions gives the same poses bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from worldsim.world.walkable import WalkableMap
+
+MOVE_CONTROLS = ("forward", "strafe", "yaw")
+OUTLIER_FACTOR = 3.0  # residuals this many times the median mark a blocked frame in the robust refit
+
+
+@dataclass(frozen=True)
+class PlayerState:
+    """Where the player is: map units (x, y), heading in degrees (0 = +x, counter-clockwise), and the last frame's
+    displacement (vx, vy) (Doom has momentum)."""
+
+    x: float
+    y: float
+    heading: float
+    vx: float = 0.0
+    vy: float = 0.0
+
+    @classmethod
+    def from_pose(cls, pose: np.ndarray) -> PlayerState:
+        """A recorded pose (x, y, heading) at rest."""
+        return cls(float(pose[0]), float(pose[1]), float(pose[2]) % 360.0)
+
+    @classmethod
+    def along(cls, poses: np.ndarray, t: int) -> PlayerState:
+        """The recorded player at frame t of a pose track (F, 3): its pose, and its last move as the velocity."""
+        velocity = poses[t, :2] - poses[t - 1, :2] if t > 0 else np.zeros(2)
+        return cls(float(poses[t, 0]), float(poses[t, 1]), float(poses[t, 2]) % 360.0, float(velocity[0]),
+                   float(velocity[1]))
+
+    def as_array(self) -> np.ndarray:
+        return np.array([self.x, self.y, self.heading, self.vx, self.vy], dtype=np.float64)
+
+    @property
+    def pose(self) -> np.ndarray:
+        return np.array([self.x, self.y, self.heading], dtype=np.float64)
+
+
+def heading_axes(heading: float) -> tuple[np.ndarray, np.ndarray]:
+    """Unit forward and right vectors in map coordinates for a heading in degrees."""
+    a = math.radians(heading)
+    return np.array([math.cos(a), math.sin(a)]), np.array([math.sin(a), -math.cos(a)])
+
+
+class MovementModel:
+    """`step(state, action) -> state`: free motion (learned, linear) clipped to the walkable area."""
+
+    def __init__(self, motion: np.ndarray, turn_gain: float, walkable: WalkableMap,
+                 controls: tuple[str, ...] = ("forward", "strafe", "yaw", "use")):
+        missing = [c for c in MOVE_CONTROLS if c not in controls]
+        if missing:
+            raise ValueError(f"learned movement needs the controls {list(MOVE_CONTROLS)}; the scheme's controls "
+                             f"{list(controls)} lack {missing} (use a camera scheme)")
+        # (forward, right) <- (v_f, v_r, forward, strafe); C order, so a loaded model sums in the same order (bit-exact
+        # replays across save and load)
+        self.motion = np.ascontiguousarray(np.asarray(motion, dtype=np.float64).reshape(2, 4))
+        self.turn_gain = float(turn_gain)  # degrees of heading per unit of yaw (negative: yaw + turns right)
+        self.walkable = walkable
+        self.controls = tuple(controls)
+        self.index = [self.controls.index(c) for c in MOVE_CONTROLS]
+
+    def free_move(self, state: PlayerState, action: np.ndarray) -> tuple[float, np.ndarray]:
+        """The new heading and the displacement (2,) the player would make with no wall in the way."""
+        forward, strafe, yaw = (float(action[i]) for i in self.index)
+        heading = (state.heading + self.turn_gain * yaw) % 360.0
+        ahead, right = heading_axes(heading)
+        velocity = np.array([state.vx, state.vy])
+        local = self.motion @ np.array([velocity @ ahead, velocity @ right, forward, strafe])
+        return heading, local[0] * ahead + local[1] * right
+
+    def step(self, state: PlayerState, action: np.ndarray) -> PlayerState:
+        heading, delta = self.free_move(state, action)
+        position = np.array([state.x, state.y])
+        moved, _ = self.walkable.move(position, delta)
+        velocity = moved - position
+        return PlayerState(float(moved[0]), float(moved[1]), heading, float(velocity[0]), float(velocity[1]))
+
+    def start(self, pose: np.ndarray) -> PlayerState:
+        """A player at rest at a recorded pose, moved onto the walkable area if it lies off it."""
+        x, y = self.walkable.nearest_inside(np.asarray(pose[:2], dtype=np.float64))
+        return PlayerState(float(x), float(y), float(pose[2]) % 360.0)
+
+    def rollout(self, state: PlayerState, actions: np.ndarray) -> np.ndarray:
+        """Poses (T, 3) after each of `actions` (T, A), open loop."""
+        out = np.empty((len(actions), 3))
+        for t, action in enumerate(actions):
+            state = self.step(state, action)
+            out[t] = state.pose
+        return out
+
+    # ---- fitting and storage ----------------------------------------------------------------------------------
+
+    @classmethod
+    def fit(cls, episodes: list[tuple[np.ndarray, np.ndarray]], controls: tuple[str, ...], cell: float = 8.0,
+            max_hole: int = 64) -> MovementModel:
+        """Learn from recorded episodes [(poses (T, 3), actions (T, A))], where actions[t] produced poses[t]."""
+        index = [controls.index(c) for c in MOVE_CONTROLS if c in controls]
+        if len(index) != len(MOVE_CONTROLS):
+            raise ValueError(f"learned movement needs the controls {list(MOVE_CONTROLS)}, got {list(controls)}")
+        turns, yaws, features, targets = [], [], [], []
+        for poses, actions in episodes:
+            poses, actions = np.asarray(poses, np.float64), np.asarray(actions, np.float64)
+            if len(poses) < 3:
+                continue
+            turn = (np.diff(poses[:, 2]) + 180.0) % 360.0 - 180.0
+            turns.append(turn)
+            yaws.append(actions[1:, index[2]])
+            moves = np.diff(poses[:, :2], axis=0)  # moves[t - 1] = poses[t] - poses[t - 1]
+            heading = np.radians(poses[2:, 2])
+            ahead = np.stack([np.cos(heading), np.sin(heading)], 1)
+            right = np.stack([np.sin(heading), -np.cos(heading)], 1)
+            before, now = moves[:-1], moves[1:]
+            features.append(np.stack([(before * ahead).sum(1), (before * right).sum(1),
+                                      actions[2:, index[0]], actions[2:, index[1]]], 1))
+            targets.append(np.stack([(now * ahead).sum(1), (now * right).sum(1)], 1))
+        if not features:
+            raise ValueError("no recorded episode has 3 or more poses to learn movement from")
+        turns, yaws = np.concatenate(turns), np.concatenate(yaws)
+        turning = np.abs(yaws) > 1e-3
+        turn_gain = float((turns[turning] @ yaws[turning]) / max(yaws[turning] @ yaws[turning], 1e-12))
+        X, Y = np.concatenate(features), np.concatenate(targets)
+        keep = np.ones(len(X), dtype=bool)
+        for _ in range(3):  # blocked frames do not follow the free motion: fit, drop outliers, refit
+            motion = np.linalg.lstsq(X[keep], Y[keep], rcond=None)[0].T
+            residual = np.linalg.norm(Y - X @ motion.T, axis=1)
+            keep = residual <= OUTLIER_FACTOR * max(float(np.median(residual[keep])), 1e-6)
+        positions = np.concatenate([np.asarray(p, np.float64)[:, :2] for p, _ in episodes])
+        return cls(motion, turn_gain, WalkableMap.fit(positions, cell, max_hole), controls)
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        return {"motion": torch.from_numpy(self.motion.copy()), "turn_gain": torch.tensor(self.turn_gain,
+                                                                                           dtype=torch.float64),
+                **{f"walkable.{k}": v for k, v in self.walkable.to_tensors().items()}}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], controls: tuple[str, ...]) -> MovementModel:
+        walkable = WalkableMap.from_tensors({k.split(".", 1)[1]: v for k, v in tensors.items()
+                                            if k.startswith("walkable.")})
+        return cls(tensors["motion"].numpy(), float(tensors["turn_gain"]), walkable, controls)
