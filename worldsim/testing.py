@@ -73,14 +73,15 @@ def toy_track(steps: int = 400, seed: int = 0, room: float = 400.0, friction: fl
     return poses, actions
 
 
-def random_world_checkpoint(path: str | Path, keyframes: int = 12, seed: int = 0, **generator_overrides) -> Path:
-    """A random-weight world with a learned movement (fitted on `toy_track`) and a keyframe memory of random
-    latents at poses of that track; its generator takes the memory's anchor."""
+def random_world_checkpoint(path: str | Path, keyframes: int = 12, seed: int = 0, scheme: str = "camera",
+                            **generator_overrides) -> Path:
+    """A random-weight world with a learned movement (fitted on `toy_track`) and, with `keyframes` > 0, a keyframe
+    memory of random latents at poses of that track whose anchor its generator takes."""
     from worldsim.world.memory import KeyframeMemory, MemoryConfig
     from worldsim.world.movement import MovementModel
 
     torch.manual_seed(seed)
-    config = random_config(**generator_overrides)
+    config = random_config(scheme=scheme, **generator_overrides)
     memory_config = MemoryConfig(keyframes=keyframes, cell=48.0, heading_bins=4)
     g = config.generator
     anchored = from_dict(GeneratorConfig, {**to_dict(g), "token_cond_channels": g.token_cond_channels +
@@ -90,10 +91,12 @@ def random_world_checkpoint(path: str | Path, keyframes: int = 12, seed: int = 0
     perturb_(generator, seed=seed)
     poses, actions = toy_track(seed=seed)
     movement = MovementModel.fit([(poses, actions)], ("forward", "strafe", "yaw", "use"))
-    latents = torch.randn(len(poses), g.latent_channels, *g.latent_size, generator=torch.Generator().manual_seed(seed))
-    memory = KeyframeMemory.build(memory_config, latents.numpy(), poses, np.zeros(len(poses), np.int64))
     h, w = config.vae.image_size
     frames = np.random.default_rng(seed).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
-    world = {"movement": {**movement.to_tensors(), "start_poses": torch.from_numpy(poses[[0, 100]])},
-             "memory": memory.to_tensors()}
+    world = {"movement": {**movement.to_tensors(), "start_poses": torch.from_numpy(poses[[0, 100]])}}
+    if keyframes:
+        latents = torch.randn(len(poses), g.latent_channels, *g.latent_size,
+                              generator=torch.Generator().manual_seed(seed))
+        memory = KeyframeMemory.build(memory_config, latents.numpy(), poses, np.zeros(len(poses), np.int64))
+        world["memory"] = memory.to_tensors()
     return save_checkpoint(path, config, generator, vae, torch.from_numpy(frames), extra=world)

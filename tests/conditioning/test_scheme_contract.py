@@ -115,3 +115,28 @@ def test_conditions_have_the_right_shapes_dtypes_and_are_finite(name, state, gri
 
 def test_scheme_matches_its_own_encoding(scheme):
     scheme.check_matches(scheme.encoding_dict())
+
+
+def test_the_world_encoding_fills_its_pose_maps_from_poses_only():
+    scheme = load_scheme("world")
+    encoding = scheme.encoding
+    action = np.array([1.0, 0.0, 0.5, 0.0], np.float32)
+    _, bare = scheme.encode_actions(action, (6, 8))
+    assert not bare[-encoding.pose_channels:].any()  # at play time the session fills these from its pose
+    _, camera_tokens = load_scheme("camera").encode_actions(action, (6, 8))
+    np.testing.assert_array_equal(bare[:6], camera_tokens)  # the relative part is the camera scheme's
+    poses = np.array([[512.0, -1024.0, 90.0]])
+    _, posed = scheme.encode_actions(action[None], (6, 8), poses)
+    maps = posed[0, -encoding.pose_channels:]
+    np.testing.assert_allclose(maps[:3, 0, 0], [0.5, -1.0, 0.0])  # the camera's position, scaled
+    centre_ray = maps[3:, :, 3:5].mean(axis=(1, 2))  # the middle columns look along the heading (+y at 90 degrees)
+    assert centre_ray[1] > 0.9 and abs(centre_ray[0]) < 0.2
+
+
+def test_world_and_camera_schemes_share_an_action_space_but_not_a_checkpoint():
+    from worldsim.config import ConfigError
+
+    world, camera = load_scheme("world"), load_scheme("camera")
+    assert world.action_space() == camera.action_space()
+    with pytest.raises(ConfigError, match="type: scheme has 'world', checkpoint has 'camera'"):
+        world.check_matches(camera.encoding_dict())

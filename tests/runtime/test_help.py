@@ -28,7 +28,7 @@ def test_controls_help_groups_keys_by_what_they_do():
 def test_system_help_lists_every_bound_command_with_its_pad_buttons():
     lines = dict(system_help(load_profile("desktop")))
     assert lines["P / pad Start"] == "pause / resume" and lines["F1"] == "show these keys"
-    assert len(lines) == 10
+    assert len(lines) == 11
     kiosk = dict(system_help(load_profile("kiosk")))
     assert "Esc" not in kiosk and kiosk["F1"].startswith("developer HUD")  # nothing a visitor could quit with
 

@@ -120,3 +120,24 @@ def test_a_widened_generator_computes_what_the_narrow_one_did(tmp_path):
                                    narrow(x, x, tokens, frame, t, aug))
     with pytest.raises(ValueError, match="only grow"):
         narrow.with_token_channels(1)
+
+
+def test_the_absolute_camera_reaches_the_generator_and_needs_a_movement_model(tmp_path):
+    world = load_checkpoint(random_world_checkpoint(tmp_path / "abs", keyframes=0, scheme="world"))
+    assert world.memory is None and world.config.encoding["type"] == "world"
+    session = WorldSession(world)
+    first = world.start_frames[0].numpy()
+    frames = []
+    for pose in world.start_poses.numpy():
+        session.reset(first, pose)
+        frames.append(session.step(session.encode(np.zeros(4, np.float32))))
+    assert (frames[0] != frames[1]).any()  # same frame and action, another place: another picture
+    with pytest.raises(ValueError, match="needs the pose"):
+        session.reset(first)
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(world.path, bare)
+    (bare / "movement.safetensors").unlink()
+    with pytest.raises(ValueError, match="conditions on the player's pose.*movement.safetensors"):
+        WorldSession(load_checkpoint(bare))

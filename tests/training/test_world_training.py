@@ -64,3 +64,20 @@ def test_a_memory_without_movement_is_refused(tmp_path):
     recipe.write_text("name: bad\nworld: {movement: false, memory: {keyframes: 8}}\n")
     with pytest.raises(ConfigError, match="world.memory.keyframes.*world.movement: true"):
         load_recipe(recipe)
+
+
+def test_the_world_scheme_trains_on_camera_recordings_and_needs_the_movement(smoke_recipe, tmp_path):
+    from worldsim.runtime.session import WorldSession
+
+    recipe = replace(smoke_recipe, data=replace(smoke_recipe.data, scheme="world"))
+    with pytest.raises(ConfigError, match="world.movement.*conditions on the player's pose"):
+        train(recipe, "all", tmp_path / "no-movement")
+    recipe = replace(recipe, world=from_dict(WorldSpec, {"movement": True}))
+    train(recipe, "vae", tmp_path / "run")
+    path = train(recipe, "diffusion", tmp_path / "run")[0]
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.config.encoding["type"] == "world" and checkpoint.memory is None
+    session = WorldSession(checkpoint)
+    session.reset()
+    session.step(session.encode(np.zeros(4, np.float32)))
+    assert session.player is not None

@@ -4,6 +4,10 @@ An encoding defines the action space (the controls, their ranges) and turns an a
   - a frame vector (frame_dim,) that drives adaLN, and
   - a token map (token_channels, h, w) over the generator's token grid, channel-concatenated to its input.
 The same function encodes a player's controls at play time and the engine's recorded actions at training time.
+
+An encoding may also condition on where the player is (`pose_channels` > 0, the `world` type): the last
+`pose_channels` channels of its token map are then left at zero by `token_maps` and filled by `pose_maps` from
+the pose, which the session tracks with its learned movement at play time and the recordings give in training.
 """
 
 from __future__ import annotations
@@ -46,7 +50,6 @@ class CameraEncodingConfig:
     fov: float = field(default=90.0, metadata=rng(10.0, 170.0))  # horizontal field of view, degrees
 
 
-EncodingConfig = KeysEncodingConfig | CameraEncodingConfig
 
 
 class KeysEncoding:
@@ -56,6 +59,7 @@ class KeysEncoding:
         self.ranges = {name: (0.0, 1.0) for name in config.actions}
         self.frame_dim = len(config.actions) + 1  # + no-op bit
         self.token_channels = 0
+        self.pose_channels = 0
 
     def action_dim(self) -> int:
         return len(self.control_names)
@@ -80,6 +84,7 @@ class CameraEncoding:
         self.ranges = {"forward": (-1.0, 1.0), "strafe": (-1.0, 1.0), "yaw": (-1.0, 1.0), "use": (0.0, 1.0)}
         self.frame_dim = 4
         self.token_channels = 6  # ray origin (3) + ray direction (3), in the previous frame's camera coordinates
+        self.pose_channels = 0
         self._grids: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def action_dim(self) -> int:
@@ -130,5 +135,52 @@ class CameraEncoding:
         return ((maps - mean) / std).astype(np.float32)
 
 
-ENCODINGS = {"keys": (KeysEncodingConfig, KeysEncoding), "camera": (CameraEncodingConfig, CameraEncoding)}
-Encoding = KeysEncoding | CameraEncoding
+@dataclass(frozen=True)
+class WorldEncodingConfig:
+    """The absolute camera: ray origin and direction maps in map coordinates, from the player's pose (AAPT's camera
+    application conditions on camera rays), optionally with the camera scheme's relative motion. The controls and
+    speeds are the camera scheme's; a world trained with it needs the learned movement that tracks the pose."""
+
+    type: Literal["world"] = "world"
+    forward_speed: float = field(default=10.0, metadata=rng(0.01, 1000.0))
+    strafe_speed: float = field(default=8.0, metadata=rng(0.01, 1000.0))
+    yaw_speed: float = field(default=4.0, metadata=rng(0.01, 90.0))
+    fov: float = field(default=90.0, metadata=rng(10.0, 170.0))
+    relative: bool = True  # also the relative-motion ray maps of the camera encoding
+    map_scale: float = field(default=1024.0, metadata=rng(1.0, 1e7))  # map units per unit of the origin maps
+
+
+class WorldEncoding(CameraEncoding):
+    def __init__(self, config: WorldEncodingConfig):
+        super().__init__(CameraEncodingConfig(forward_speed=config.forward_speed, strafe_speed=config.strafe_speed,
+                                              yaw_speed=config.yaw_speed, fov=config.fov))
+        self.config = config
+        self.relative_channels = 6 if config.relative else 0
+        self.pose_channels = 6  # ray origin (3) + ray direction (3), in map coordinates (x, y, up)
+        self.token_channels = self.relative_channels + self.pose_channels
+
+    def token_maps(self, actions: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+        """The relative-motion maps (if on), then zeros where `pose_maps` goes."""
+        shape = (*np.shape(actions)[:-1], self.pose_channels, *grid)
+        pose = np.zeros(shape, dtype=np.float32)
+        return np.concatenate([super().token_maps(actions, grid), pose], -3) if self.relative_channels else pose
+
+    def pose_maps(self, poses: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+        """(..., 3) poses (x, y, heading in degrees) -> (..., 6, h, w): the camera's position (scaled) and each
+        token's view ray in map coordinates."""
+        rays = self._pixel_rays(grid)  # (3, h, w): x right, y up, z forward
+        poses = np.asarray(poses, dtype=np.float64)
+        heading = np.radians(poses[..., 2])[..., None, None]
+        cos, sin = np.cos(heading), np.sin(heading)
+        x, y, z = rays[0], rays[1], rays[2]  # map: forward = (cos, sin, 0), right = (sin, -cos, 0), up = (0, 0, 1)
+        direction = np.stack([z * cos + x * sin, z * sin - x * cos, np.broadcast_to(y, np.broadcast_shapes(
+            cos.shape, y.shape))], -3)
+        origin = np.stack([poses[..., 0], poses[..., 1], np.zeros_like(poses[..., 0])], -1) / self.config.map_scale
+        origin = np.broadcast_to(origin[..., :, None, None], direction.shape)
+        return np.concatenate([origin, direction], -3).astype(np.float32)
+
+
+ENCODINGS = {"keys": (KeysEncodingConfig, KeysEncoding), "camera": (CameraEncodingConfig, CameraEncoding),
+             "world": (WorldEncodingConfig, WorldEncoding)}
+Encoding = KeysEncoding | CameraEncoding | WorldEncoding
+EncodingConfig = KeysEncodingConfig | CameraEncodingConfig | WorldEncodingConfig

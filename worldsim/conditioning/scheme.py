@@ -60,9 +60,20 @@ class Scheme:
     def action(self, state: ControllerState) -> np.ndarray:
         return self.controls.resolve(state)
 
-    def encode_actions(self, actions: np.ndarray, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """Recorded or live actions (..., A) -> (frame vectors (..., F), token maps (..., C, h, w))."""
-        return self.encoding.frame_vectors(actions), self.encoding.token_maps(actions, grid)
+    def encode_actions(self, actions: np.ndarray, grid: tuple[int, int], poses: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Recorded or live actions (..., A) -> (frame vectors (..., F), token maps (..., C, h, w)). An encoding that
+        conditions on the pose gets its pose maps from `poses` (..., 3) when given (recordings); at play time the
+        session fills them from the pose it tracks."""
+        tokens = self.encoding.token_maps(actions, grid)
+        if poses is not None and self.encoding.pose_channels:
+            tokens[..., -self.encoding.pose_channels:, :, :] = self.encoding.pose_maps(poses, grid)
+        return self.encoding.frame_vectors(actions), tokens
+
+    def action_space(self) -> dict:
+        """The encoding as far as recorded actions are concerned (a `world` encoding plays the camera's actions): a
+        data set recorded with one scheme trains any scheme with the same action space."""
+        return action_space(self.encoding_dict())
 
     def encode(self, state: ControllerState, grid: tuple[int, int]) -> Condition:
         action = self.action(state)
@@ -82,6 +93,12 @@ class Scheme:
         raise ConfigError(self.file, "encoding", f"scheme '{self.name}' does not match the encoding "
                           f"{checkpoint} was trained with ({'; '.join(diffs)})",
                           allowed="a scheme with the same encoding; controls may differ")
+
+
+def action_space(encoding: dict) -> dict:
+    if encoding.get("type") == "world":
+        return {"type": "camera", **{k: encoding.get(k) for k in ("forward_speed", "strafe_speed", "yaw_speed", "fov")}}
+    return dict(encoding)
 
 
 def scheme_from_dict(data: Any, file: object = None) -> Scheme:

@@ -38,6 +38,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from worldsim.conditioning import Scheme
+from worldsim.conditioning.scheme import action_space
 from worldsim.config import ConfigError
 from worldsim.data.storage import (
     TEMP_FILE,
@@ -101,14 +102,15 @@ def to_model_range(frames: np.ndarray) -> torch.Tensor:
 
 def check_scheme(scheme: Scheme, index: DatasetIndex) -> None:
     """The scheme must encode actions as the dataset recorded them (its speeds give actions their meaning)."""
-    recorded = index.info.get("encoding", {})
-    mine = scheme.encoding_dict()
+    recorded = action_space(index.info.get("encoding", {}))
+    mine = scheme.action_space()
     if mine != recorded:
         diffs = [f"{k}: scheme has {mine.get(k)!r}, dataset has {recorded.get(k)!r}"
                  for k in sorted(set(mine) | set(recorded)) if mine.get(k) != recorded.get(k)]
         raise ConfigError(scheme.file, "encoding", f"scheme '{scheme.name}' does not match the encoding "
                           f"dataset {index.root} was recorded with ({'; '.join(diffs)})",
-                          allowed="a scheme with the same encoding (controls may differ)")
+                          allowed="a scheme with the same encoding, or the world encoding of the same camera "
+                          "(controls may differ)")
 
 
 class _Windows(Dataset):
@@ -151,7 +153,7 @@ class _Windows(Dataset):
         if self.grid is None:
             batch["conditions"] = torch.from_numpy(self.scheme.encoding.frame_vectors(actions))
         else:
-            conditions, tokens = self.scheme.encode_actions(actions, self.grid)
+            conditions, tokens = self.scheme.encode_actions(actions, self.grid, self.poses[idx])
             batch["conditions"] = torch.from_numpy(conditions)  # (B, K, F)
             batch["token_maps"] = torch.from_numpy(tokens)  # (B, K, C_tok, gh, gw)
         batch["poses"] = torch.from_numpy(self.poses[idx])  # (B, K, 3)

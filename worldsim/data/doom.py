@@ -237,7 +237,7 @@ class DoomEnv:
                 return pressed.tolist(), pressed
 
             return [KEY_BUTTONS[n] for n in names], encode_keys
-        if encoding.type == "camera":
+        if encoding.type in ("camera", "world"):  # the world encoding plays the camera's actions
             if not math.isclose(encoding.fov, DOOM_FOV_DEGREES):
                 raise ConfigError(scheme.file, "encoding.fov", "ViZDoom renders a fixed horizontal field of "
                                   "view", encoding.fov, f"{DOOM_FOV_DEGREES:g}")

@@ -97,7 +97,7 @@ class ExplorePolicy:
         self.scheme = scheme
         self.config = config or ExploreConfig()
         names = scheme.control_names
-        self._analog = scheme.encoding_config.type == "camera"
+        self._analog = scheme.encoding_config.type in ("camera", "world")
         if self._analog:
             self._slots = [(names.index(n), axis, 1) for axis, n in enumerate(CAMERA_AXES)]
         else:  # keys: actions named like an intent follow it; others (attack, run) stay released

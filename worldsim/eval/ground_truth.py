@@ -43,7 +43,7 @@ def _identity(spec: GroundTruthSpec, scheme: Scheme) -> dict:
     from worldsim.data.policies import ExploreConfig
 
     return {"seed": spec.seed, "doom": to_dict(load_config(resolve_config("doom", spec.doom))),
-            "encoding": scheme.encoding_dict(), "explorer": to_dict(ExploreConfig())}
+            "encoding": scheme.action_space(), "explorer": to_dict(ExploreConfig())}
 
 
 def load_ground_truth(directory: str | Path, spec: GroundTruthSpec, scheme: Scheme,

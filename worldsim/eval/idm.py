@@ -38,7 +38,7 @@ from torch import nn
 from tqdm import tqdm
 
 from worldsim.checkpoint import swap_in_directory
-from worldsim.conditioning.scheme import parse_encoding
+from worldsim.conditioning.scheme import action_space, parse_encoding
 from worldsim.config import ConfigError, from_dict, load_yaml, rng, to_dict
 from worldsim.errors import WorldsimError
 
@@ -61,7 +61,7 @@ def motion_buckets(actions: np.ndarray, encoding: dict) -> np.ndarray:
     """Recorded or commanded actions (N, A) -> (N, 3) int64 buckets for forward, strafe, yaw."""
     config = parse_encoding(encoding)
     actions = np.asarray(actions, dtype=np.float32).reshape(len(actions), -1)
-    if config.type == "camera":  # control order forward, strafe, yaw, use (CameraEncoding)
+    if config.type in ("camera", "world"):  # control order forward, strafe, yaw, use (CameraEncoding)
         values = actions[:, :3]
     else:
         names = list(config.actions)
@@ -154,7 +154,7 @@ class IDM:
 
     def check_encoding(self, encoding: dict, what: str) -> None:
         """Refuse to judge a world whose actions mean something else than the IDM's training data."""
-        if encoding == self.encoding:
+        if action_space(encoding) == action_space(self.encoding):  # a world encoding plays the camera's actions
             return
         keys = sorted(set(encoding) | set(self.encoding))
         diffs = [f"{k}: IDM has {self.encoding.get(k)!r}, {what} has {encoding.get(k)!r}"

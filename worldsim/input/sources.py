@@ -32,6 +32,7 @@ class Command(enum.Enum):
     RECORD = "record"  # toggle recording
     HELP = "help"  # toggle the keys overlay
     HUD = "hud"  # toggle the player's HUD (fps, what is pressed)
+    MINIMAP = "minimap"  # toggle the minimap (a world with a learned movement)
     DEV_HUD = "dev_hud"  # toggle the developer's HUD (per-stage times, latency, control values)
     FULLSCREEN = "fullscreen"  # toggle
 

@@ -22,6 +22,7 @@ COMMAND_TEXT = {
     "record": "record MP4 + action log / stop",
     "help": "show these keys",
     "hud": "HUD: fps and what you press",
+    "minimap": "minimap: where you are and have been",
     "dev_hud": "developer HUD: stage times, latency",
     "fullscreen": "full screen",
 }

@@ -37,6 +37,7 @@ from worldsim.input.sources import Command, InputSource
 from worldsim.input.state import ControllerState
 from worldsim.runtime.degeneration_watch import DegenerationWatch
 from worldsim.runtime.display import (
+    HUD_MARGIN,
     HudAssets,
     HudView,
     Window,
@@ -50,6 +51,7 @@ from worldsim.runtime.display import (
 from worldsim.runtime.heartbeat import Heartbeat
 from worldsim.runtime.help import controls_help, key_label, system_help
 from worldsim.runtime.kiosk import Kiosk, KioskConfig, StopSignal, Transition
+from worldsim.runtime.minimap import Minimap
 from worldsim.runtime.pacing import FramePacer
 from worldsim.runtime.profile import Profile, command_table
 from worldsim.runtime.recorder import Recording, RunHistory, frame_hash, free_recording_path
@@ -154,6 +156,10 @@ class GameLoop:
                            values=np.zeros(len(controls.names), np.float32))
         self.show_hud = profile.hud  # the player's HUD
         self.show_dev_hud = False
+        # the minimap, in a world that tracks the player's pose (top right, under the badges)
+        self.minimap = (Minimap(session.movement.walkable, top=self.hud_assets.line_height + HUD_MARGIN)
+                        if session.movement is not None else None)
+        self.show_minimap = profile.minimap
         # The keys overlay: at start (a kiosk starts in attract mode instead) until this time or any key; 0: hidden
         self.help_lines = controls_help(self.scheme) + system_help(profile)
         help_keys = " / ".join(key_label(name) for name in profile.keys.help)
@@ -268,6 +274,8 @@ class GameLoop:
                 self.frame_image = image
                 self.hud.values = condition.action
                 self.frames += 1
+                if self.minimap is not None:
+                    self.minimap.add(session.player)
                 if self.watch is not None and self.watch.check(image):
                     self._degenerated()
             else:
@@ -330,6 +338,11 @@ class GameLoop:
             self.help_until_s = 0.0 if self.help_until_s else float("inf")  # opened by key: until a key
         elif command is Command.HUD:
             self.show_hud = not self.show_hud
+        elif command is Command.MINIMAP:
+            if self.minimap is None:
+                self.notify("no minimap: this world does not track where the player is")
+            else:
+                self.show_minimap = not self.show_minimap
         elif command is Command.DEV_HUD:
             self.show_dev_hud = not self.show_dev_hud
         elif command is Command.FULLSCREEN:
@@ -341,10 +354,14 @@ class GameLoop:
         if self.source.start is not None:
             self.start_index = self.source.start % self.start_count
         first = self.session.start_frame(self.start_index)
-        self.frame_image = np.ascontiguousarray(self.session.reset(first))
+        pose = self.session.start_pose(self.start_index)
+        self.frame_image = np.ascontiguousarray(self.session.reset(first, pose))
         self.guard.after_reset()
         if self.watch is not None:
             self.watch.reset()
+        if self.minimap is not None:
+            self.minimap.reset()
+            self.minimap.add(self.session.player)  # the start point begins the trail
         self.hud.values = np.zeros_like(self.hud.values)
         self.history.reset(self.start_index)
         if self.recording is not None:
@@ -391,6 +408,8 @@ class GameLoop:
         try:
             surface = self.window.surface
             draw_world(self.window, self.frame_image, self.profile.smooth_scaling)
+            if self.show_minimap and self.minimap is not None:
+                self.minimap.draw(surface, self.session.player)
             if self.show_dev_hud:
                 self._refresh_hud(now_s)
                 draw_hud(surface, self.hud, self.hud_assets)

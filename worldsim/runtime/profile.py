@@ -41,6 +41,7 @@ class KeyBindings:
     record: tuple[str, ...] = ("f5",)
     help: tuple[str, ...] = ("f1",)
     hud: tuple[str, ...] = ("h",)
+    minimap: tuple[str, ...] = ("m",)
     dev_hud: tuple[str, ...] = ("f3",)
     fullscreen: tuple[str, ...] = ("f11",)
 
@@ -57,6 +58,7 @@ class ButtonBindings:
     record: tuple[str, ...] = ()
     help: tuple[str, ...] = ()
     hud: tuple[str, ...] = ()
+    minimap: tuple[str, ...] = ()
     dev_hud: tuple[str, ...] = ()
     fullscreen: tuple[str, ...] = ()
 
@@ -70,6 +72,7 @@ class Profile:
     smooth_scaling: bool = True  # bilinear upscaling; false = nearest neighbour (crisp pixels)
     target_fps: float | None = field(default=None, metadata=rng(1.0, 1000.0))  # None: the checkpoint's rate
     hud: bool = True  # the player's HUD (fps, what is pressed) shown at start; toggled with the hud keys
+    minimap: bool = True  # the minimap shown at start (worlds with a learned movement); toggled with its keys
     help_on_start: bool = True  # the keys overlay at start, until any key is pressed or help_s have passed
     help_s: float = field(default=8.0, metadata=rng(0.5, 600.0))
     hud_font_size: int = field(default=16, metadata=rng(6, 96))

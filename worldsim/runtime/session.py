@@ -74,6 +74,11 @@ class WorldSession:
         # every step; a world with a keyframe memory is conditioned on the view recorded nearest to that pose.
         self.movement, self.memory = checkpoint.movement, checkpoint.memory
         self.scheme_channels = self.scheme.encoding.token_channels  # the memory's anchor fills the channels after
+        self.pose_channels = self.scheme.encoding.pose_channels  # the last of the scheme's: the absolute camera
+        if self.pose_channels and self.movement is None:
+            raise ValueError(f"{checkpoint.path or 'this checkpoint'}: its '{checkpoint.config.encoding['type']}' "
+                             "encoding conditions on the player's pose, but it has no movement model "
+                             "(movement.safetensors) to track it")
         self.player: PlayerState | None = None
         self.latent: torch.Tensor | None = None
         self.decoded: torch.Tensor | None = None  # the last step's frame before conversion to uint8
@@ -110,8 +115,8 @@ class WorldSession:
             self.player = None
         elif pose is not None:
             self.player = self.movement.start(np.asarray(pose, dtype=np.float64))
-        elif self.memory is not None:
-            raise ValueError("this world is anchored to a keyframe memory: reset() needs the pose (x, y, heading) "
+        elif self.memory is not None or self.pose_channels:
+            raise ValueError("this world is anchored to the player's pose: reset() needs the pose (x, y, heading) "
                              "the first frame was seen from")
         else:
             self.player = None  # a first frame from nowhere known: no pose to track
@@ -143,6 +148,10 @@ class WorldSession:
                         device=self.device, dtype=self.dtype)
         if self.player is not None:  # the pose this frame is seen from, and the view recorded nearest to it
             self.player = self.movement.step(self.player, condition.action)
+            if self.pose_channels:
+                pose_maps = self.scheme.encoding.pose_maps(self.player.pose, self.grid)
+                self.token_cond[0, self.scheme_channels - self.pose_channels:self.scheme_channels].copy_(
+                    torch.from_numpy(pose_maps))
             if self.memory is not None:
                 anchor = self.memory.anchor_tokens(self.player.pose, self.generator.config.patch)
                 self.token_cond[0, self.scheme_channels:].copy_(anchor)

@@ -85,17 +85,24 @@ def model_configs(recipe: Recipe, scheme: Scheme, anchored: bool = True) -> tupl
 def use_data(ctx: StageContext, vae: VAE, generator: Generator) -> Generator:
     """Point the data at this VAE's latents and learn the world's state (movement, keyframe memory) from them;
     returns the generator, given the memory's anchor inputs (zero weights) if it came from a world without them."""
+    encoding = ctx.scheme.encoding
+    if encoding.pose_channels and not ctx.recipe.world.movement:
+        raise ConfigError(None, "world.movement", f"the '{ctx.scheme.name}' scheme conditions on the player's pose, "
+                          "which the learned movement tracks at play time", False, "true")
     ctx.data.use_vae(vae, generator.config.grid)
     ctx.data.use_world(ctx.recipe.world, generator.config.patch)
     memory = ctx.recipe.world.memory
-    wanted = ctx.scheme.encoding.token_channels + memory.anchor_channels(generator.config.latent_channels,
-                                                                        generator.config.patch)
-    if generator.config.token_cond_channels == wanted:
+    wanted = encoding.token_channels + memory.anchor_channels(generator.config.latent_channels,
+                                                              generator.config.patch)
+    have = generator.config.token_cond_channels
+    if have == wanted:
         return generator
-    if generator.config.token_cond_channels != ctx.scheme.encoding.token_channels:
-        raise ConfigError(None, "world.memory", "the generator to continue was trained with another keyframe memory "
-                          f"({generator.config.token_cond_channels} token-condition channels)", to_dict(memory),
-                          "the memory settings it was trained with")
+    # inputs are laid out as [relative motion | absolute camera | memory anchor]: a world trained with a prefix of
+    # them (the camera scheme's relative maps, or the whole scheme) is given the rest with zero weights
+    if have not in (encoding.token_channels - encoding.pose_channels, encoding.token_channels) or have > wanted:
+        raise ConfigError(None, "world.memory", f"the generator to continue takes {have} token-condition channels, "
+                          f"which are not a prefix of the {wanted} of this scheme and memory", to_dict(memory),
+                          "the scheme and memory settings it was trained with, or ones that add to them")
     return generator.with_token_channels(wanted)
 
 
