@@ -52,6 +52,13 @@ def test_log_round_trip_and_replay_order(tmp_path):
     assert commands == [Command.QUIT]
 
 
+def test_a_logged_pose_reads_back_to_the_same_floats(tmp_path):
+    pose = (123.456789012345, -0.1 + 0.2, 359.99999999999994)
+    line = frame_line(1, json.dumps(ControllerState().to_json()), HASH, pose)
+    log = read_action_log(write_log(tmp_path, [header_line(HEADER), RESET_LINE, line]))
+    assert log.entries[1].pose == pose
+
+
 @pytest.mark.parametrize("lines,message", [
     ([], "empty file"),
     (['{"scheme": "camera"}\n'], "line 1: not a worldsim action log"),
@@ -68,6 +75,10 @@ def test_log_round_trip_and_replay_order(tmp_path):
     ([header_line(HEADER), '{"reset": true, "start": true}\n'], "line 2: 'start' must be the index"),
     ([header_line(HEADER), RESET_LINE, '{"frame": 1, "state": {}, "start": 1}\n'],
      "line 3: 'start' belongs on a reset line"),
+    ([header_line(HEADER), RESET_LINE, '{"frame": 1, "state": {}, "pose": [1, 2]}\n'],
+     "line 3: 'pose' must be [x, y, heading]"),
+    ([header_line(HEADER), RESET_LINE, '{"frame": 1, "state": {}, "pose": [1, 2, NaN]}\n'],
+     "line 3: 'pose' must be [x, y, heading], three finite numbers"),
 ])
 def test_malformed_logs_are_clear(tmp_path, lines, message):
     path = write_log(tmp_path, lines)

@@ -71,10 +71,10 @@ def test_keys_reach_the_condition_but_system_keys_do_not(make_loop, press, hold)
 def test_reset_replays_the_same_world(make_loop, press):
     loop = make_loop(LiveInput(gamepads=False))  # no events: the same (neutral) controls every frame
     frames(loop, 5)
-    before = [digest for _, _, digest in loop.history.frames]
+    before = [digest for _, _, digest, _ in loop.history.frames]
     press("r")
     frames(loop, 5)
-    assert [digest for _, _, digest in loop.history.frames] == before and len(set(before)) > 1
+    assert [digest for _, _, digest, _ in loop.history.frames] == before and len(set(before)) > 1
 
 
 def test_recording_mid_game_keeps_the_history_for_replay(make_loop, tmp_path, press):

@@ -155,3 +155,29 @@ def test_a_training_run_folder_plays_its_latest_stage(tiny_checkpoint, tmp_path,
     shutil.copytree(tiny_checkpoint, run / "long" / "checkpoint")
     assert play("--checkpoint", str(run), "--frames", "2") == 0
     assert f"playing its latest stage, {run / 'long' / 'checkpoint'}" in capsys.readouterr().err
+
+
+def test_a_world_that_tracks_the_pose_logs_it_and_replays_it_exactly(tmp_path):
+    from worldsim.testing import random_world_checkpoint
+
+    world = random_world_checkpoint(tmp_path / "world")
+    program = tmp_path / "walk.yaml"
+    program.write_text(PROGRAM)
+    out = tmp_path / "out.mp4"
+    assert play("--checkpoint", str(world), "--frames", str(FRAMES), "--input", f"scripted:{program}",
+                "--record", str(out)) == 0
+    log_path = tmp_path / "out.actions.jsonl"
+    poses = [entry.pose for entry in read_action_log(log_path).entries[1:]]
+    assert len(poses) == FRAMES and all(p is not None for p in poses) and len(set(poses)) > 1
+    assert play("--checkpoint", str(world), "--input", f"replay:{log_path}",
+                "--stats", str(tmp_path / "replay.json")) == 0
+    assert json.loads((tmp_path / "replay.json").read_text())["replay"]["bit_exact"]
+    # a log whose poses were edited no longer replays exactly, though every frame's hash still matches
+    edited = tmp_path / "edited.actions.jsonl"
+    lines = log_path.read_text().splitlines(keepends=True)
+    last = json.loads(lines[-1])
+    last["pose"][0] += 1.0
+    edited.write_text("".join(lines[:-1]) + json.dumps(last) + "\n")
+    assert play("--checkpoint", str(world), "--input", f"replay:{edited}",
+                "--stats", str(tmp_path / "edited.json")) == 1
+    assert json.loads((tmp_path / "edited.json").read_text())["replay"]["first_mismatch"] == FRAMES

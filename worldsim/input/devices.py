@@ -127,6 +127,7 @@ class LiveInput:
 
     length = None
     expected_hash = None
+    expected_pose = None
     start = None
 
     def __init__(self, gamepads: bool | Gamepads = True):

@@ -118,6 +118,7 @@ class ScriptedInput:
     """Plays a program frame by frame; a program that does not loop ends the run (a QUIT command)."""
 
     expected_hash = None
+    expected_pose = None
     start = None
 
     def __init__(self, program: ActionProgram):

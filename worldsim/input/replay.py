@@ -4,21 +4,24 @@ A log is JSON lines (`run.actions.jsonl`, written next to `run.mp4` by the recor
 
     {"format": "worldsim-actions", "version": 1, "scheme": "camera", "seed": 0, "checkpoint": "3f9c...", ...}
     {"reset": true}
-    {"frame": 1, "state": {"keys": ["w"], "mouse": [0.0, 0.0], ...}, "sha256": "9a0e..."}
+    {"frame": 1, "state": {"keys": ["w"], "mouse": [0.0, 0.0], ...}, "sha256": "9a0e...", "pose": [..]}
     {"frame": 2, "state": {...}, "sha256": "..."}
     {"reset": true, "start": 2}
 
 Line 1 is the header: the scheme, encoding, seed, sampler steps and a fingerprint of the checkpoint the run
 was played with. Every following line is either a world reset (to the checkpoint's start frame `start`, 0 when
 absent) or one generated frame: the `ControllerState` that drove it (`ControllerState.to_json`) and the sha256
-of the frame's RGB bytes, so a replay can check it is bit-exact. A log always starts at a reset, because a
-frame depends on everything since the last reset.
+of the frame's RGB bytes, so a replay can check it is bit-exact. Worlds that track the player's pose (a learned
+movement, worldsim/world) also log it after each frame, (x, y, heading) exactly, so a replay checks it too and
+tools can read where the player went. A log always starts at a reset, because a frame depends on everything since
+the last reset.
 A log is checked line by line when it is opened and streamed during a replay, so its length costs no memory.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import string
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,7 +41,8 @@ LOG_VERSION = 1
 LOG_SUFFIX = ".actions.jsonl"
 ENTRY_KEYS = {"reset": "a world reset", "start": "the start frame a reset went back to",
               "frame": "frame index since the reset", "state": "the ControllerState",
-              "sha256": "hash of the frame's RGB bytes"}
+              "sha256": "hash of the frame's RGB bytes",
+              "pose": "the player's pose [x, y, heading] after the frame (worlds that track it)"}
 # A frame line is about 200 bytes, so the cap is some 15 hours of play at 24 fps. Logs are read line by line (memory
 # stays flat however long the log); the cap bounds the time the check before playing takes.
 MAX_LOG_BYTES = 256 << 20
@@ -98,9 +102,12 @@ def reset_line(start: int = 0) -> str:
     return RESET_LINE if start == 0 else f'{{"reset": true, "start": {start}}}\n'
 
 
-def frame_line(frame: int, state_json: str, frame_hash: str | None) -> str:
-    """One generated frame; `state_json` is `json.dumps(state.to_json())` (callers cache it across frames)."""
+def frame_line(frame: int, state_json: str, frame_hash: str | None, pose: tuple[float, ...] | None = None) -> str:
+    """One generated frame; `state_json` is `json.dumps(state.to_json())` (callers cache it across frames). The
+    pose is written with repr's digits, so it reads back to the same floats."""
     tail = "" if frame_hash is None else f', "sha256": "{frame_hash}"'
+    if pose is not None:
+        tail += f', "pose": [{", ".join(repr(float(v)) for v in pose)}]'
     return f'{{"frame": {frame}, "state": {state_json}{tail}}}\n'
 
 
@@ -110,6 +117,7 @@ class LogEntry:
     frame_hash: str | None = None
     frame: int = 0  # the frame's number since the last reset (0: a reset)
     start: int = 0  # a reset: the start frame it went back to
+    pose: tuple[float, float, float] | None = None  # the player's pose after the frame, when the world tracks it
 
 
 @dataclass(frozen=True)
@@ -261,7 +269,13 @@ def _entry(path: Path, number: int, data: Any) -> LogEntry:
     if isinstance(frame, bool) or not isinstance(frame, int):
         raise ActionLogError(f"{where}: 'frame' must be the frame's number since the last reset (1, 2, ...), "
                              f"got {frame!r}")
-    return LogEntry(state, frame_hash, frame)
+    pose = data.get("pose")
+    if pose is not None:
+        if not (isinstance(pose, list) and len(pose) == 3 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in pose)):
+            raise ActionLogError(f"{where}: 'pose' must be [x, y, heading], three finite numbers, got {pose!r}")
+        pose = tuple(float(v) for v in pose)
+    return LogEntry(state, frame_hash, frame, pose=pose)
 
 
 class ReplayInput:
@@ -278,6 +292,7 @@ class ReplayInput:
         self.length = log.frames
         self.notices: list[str] = []
         self.expected_hash: str | None = None
+        self.expected_pose: tuple[float, float, float] | None = None
         self._entries = log.iter_entries()
         self.start = next(self._entries).start  # the loop starts from a reset: the log's first entry is that one
 
@@ -287,10 +302,10 @@ class ReplayInput:
                 self.start = entry.start
                 commands.append(Command.RESET)
                 continue
-            self.expected_hash = entry.frame_hash
+            self.expected_hash, self.expected_pose = entry.frame_hash, entry.pose
             return entry.state
         commands.append(Command.QUIT)
-        self.expected_hash = None
+        self.expected_hash, self.expected_pose = None, None
         return ControllerState()
 
     def close(self) -> None:

@@ -41,6 +41,7 @@ class InputSource(Protocol):
     label: str  # shown in the HUD: "keyboard", "scripted: explore", "replay: run.actions.jsonl"
     length: int | None  # frames it can provide; None = endless (live input, a looping program)
     expected_hash: str | None  # replay only: the recorded hash of the frame the last polled state produced
+    expected_pose: tuple[float, float, float] | None  # replay only: the pose it recorded after that frame, if any
     notices: list[str]  # messages for the HUD, taken (and cleared) by the loop
     # a replay: the start frame its latest reset went back to, which the loop's reset then uses; None: the
     # loop's own choice (the player's start point)

@@ -288,12 +288,13 @@ class GameLoop:
         # 5. record, account, tick
         if stepping:
             digest = frame_hash(image)
-            self.history.add(session.frame_index, state, digest)
+            pose = None if session.player is None else tuple(session.player.pose.tolist())
+            self.history.add(session.frame_index, state, digest, pose)
             expected = self.source.expected_hash
             if expected is not None:
-                self._check_replay(expected, digest)
+                self._check_replay(expected, digest, self.source.expected_pose, pose)
             if self.recording is not None:
-                self.recording.add(session.frame_index, state, image, digest)
+                self.recording.add(session.frame_index, state, image, digest, pose)
             s = session.timings_ms
             times.add(((input_s - poll_s) * 1e3, encode_ms + s["condition"], s["generate"], s["decode"],
                        (flip_s - draw_s) * 1e3, (time.perf_counter() - flip_s) * 1e3), poll_s, flip_s)
@@ -546,10 +547,11 @@ class GameLoop:
         recording = self.recording is not None
         self.hud.badges = (["PAUSED"] if self.paused else []) + (["REC"] if recording else [])
 
-    def _check_replay(self, expected: str, digest: str) -> None:
+    def _check_replay(self, expected: str, digest: str, expected_pose: tuple[float, ...] | None,
+                      pose: tuple[float, ...] | None) -> None:
         check = self.replay
         check.checked += 1
-        if digest != expected:
+        if digest != expected or (expected_pose is not None and expected_pose != pose):
             check.mismatches += 1
             if check.first_mismatch is None:
                 check.first_mismatch = check.checked

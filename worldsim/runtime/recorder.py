@@ -98,7 +98,8 @@ class RunHistory:
     """Frames since the last reset (state and hash each), bounded: the prefix a mid-game recording needs."""
 
     def __init__(self, limit: int = HISTORY_FRAMES):
-        self.frames: deque[tuple[int, ControllerState, str]] = deque(maxlen=limit)
+        # (frame index, state, frame hash, pose or None)
+        self.frames: deque[tuple[int, ControllerState, str, tuple[float, ...] | None]] = deque(maxlen=limit)
         self.since_reset = 0
         self.start = 0  # the start frame of the last reset
 
@@ -107,8 +108,8 @@ class RunHistory:
         self.since_reset = 0
         self.start = start
 
-    def add(self, index: int, state: ControllerState, digest: str) -> None:
-        self.frames.append((index, state, digest))
+    def add(self, index: int, state: ControllerState, digest: str, pose: tuple[float, ...] | None = None) -> None:
+        self.frames.append((index, state, digest, pose))
         self.since_reset += 1
 
     def rewind(self, index: int) -> None:
@@ -183,8 +184,8 @@ class Recording:
         self._log = open(self._log_partial, "w", encoding="utf-8")  # closed in close()
         self._log.write(header_line(header))
         self._log.write(reset_line(history.start))
-        for index, state, digest in history.frames:
-            self._log.write(frame_line(index, self._state_json(state), digest))
+        for index, state, digest, pose in history.frames:
+            self._log.write(frame_line(index, self._state_json(state), digest, pose))
 
     def _state_json(self, state: ControllerState) -> str:
         if state is not self._last_state:  # programs and idle players repeat the same state object
@@ -194,8 +195,9 @@ class Recording:
     def reset(self, start: int = 0) -> None:
         self._log.write(reset_line(start))
 
-    def add(self, index: int, state: ControllerState, frame: np.ndarray, digest: str) -> None:
-        self._log.write(frame_line(index, self._state_json(state), digest))
+    def add(self, index: int, state: ControllerState, frame: np.ndarray, digest: str,
+            pose: tuple[float, ...] | None = None) -> None:
+        self._log.write(frame_line(index, self._state_json(state), digest, pose))
         self.video.write(frame)
 
     def close(self) -> bool:
