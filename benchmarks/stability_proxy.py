@@ -56,6 +56,12 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
                       "as an input; 48-frame rollouts, context noise 0.3 / 0.1",
                       {"clip_frames": 48, "context_noise": 0.3, "play_context_noise": 0.1, "input_lr": 1e-3,
                        "world": {"movement": True, "memory": {"keyframes": 3000}}}, None),
+    **{f"ship-memory-pull-{pull}": (f"shipped world with the learned movement and a keyframe memory (issue 12), "
+                                    f"the recycled latent pulled {pull} toward the keyframe of its pose at play "
+                                    "(no training)",
+                                    {"steps": 0, "world": {"movement": True, "memory": {
+                                        "keyframes": 3000, "condition": False, "pull": pull}}}, None)
+       for pull in (0.1, 0.2, 0.4)},
     "unroll-96-noise": ("96-frame rollouts, context noise up to 0.3 in training, 0.1 at play",
                         {"clip_frames": 96, "context_noise": 0.3, "play_context_noise": 0.1, "batch": 2}, None),
 }
@@ -71,7 +77,7 @@ def train_arm(name: str, overrides: dict, out: Path, recipe_name: str) -> Path:
     if stage == "adversarial":  # the proxy's adversarial arms fine-tune the shipped world like its unroll arms
         config = replace(config, init=recipe.unroll.init, lr_generator=3e-5, lr_discriminator=3e-5,
                          r1_weight=0.0, regression_weight=1.0)  # no R1/R2: two discriminator passes fewer
-    config = replace(config, steps=MAX_STEPS, save_every=25, log_every=5, sample_every=0)
+    config = replace(config, steps=overrides.get("steps", MAX_STEPS), save_every=25, log_every=5, sample_every=0)
     checkpoint = out / name / stage / "checkpoint"
     done = out / name / "trained.json"
     if done.exists():

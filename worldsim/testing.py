@@ -74,7 +74,7 @@ def toy_track(steps: int = 400, seed: int = 0, room: float = 400.0, friction: fl
 
 
 def random_world_checkpoint(path: str | Path, keyframes: int = 12, seed: int = 0, scheme: str = "camera",
-                            **generator_overrides) -> Path:
+                            condition: bool = True, pull: float = 0.0, **generator_overrides) -> Path:
     """A random-weight world with a learned movement (fitted on `toy_track`) and, with `keyframes` > 0, a keyframe
     memory of random latents at poses of that track whose anchor its generator takes."""
     from worldsim.world.memory import KeyframeMemory, MemoryConfig
@@ -82,7 +82,7 @@ def random_world_checkpoint(path: str | Path, keyframes: int = 12, seed: int = 0
 
     torch.manual_seed(seed)
     config = random_config(scheme=scheme, **generator_overrides)
-    memory_config = MemoryConfig(keyframes=keyframes, cell=48.0, heading_bins=4)
+    memory_config = MemoryConfig(keyframes=keyframes, cell=48.0, heading_bins=4, condition=condition, pull=pull)
     g = config.generator
     anchored = from_dict(GeneratorConfig, {**to_dict(g), "token_cond_channels": g.token_cond_channels +
                                            memory_config.anchor_channels(g.latent_channels, g.patch)})

@@ -141,3 +141,21 @@ def test_the_absolute_camera_reaches_the_generator_and_needs_a_movement_model(tm
     (bare / "movement.safetensors").unlink()
     with pytest.raises(ValueError, match="conditions on the player's pose.*movement.safetensors"):
         WorldSession(load_checkpoint(bare))
+
+
+def test_a_full_pull_replaces_the_recycled_frame_by_the_keyframe_of_its_pose(tmp_path):
+    world = load_checkpoint(random_world_checkpoint(tmp_path / "pull", condition=False, pull=1.0))
+    assert world.generator.config.token_cond_channels == 6  # no anchor input: the memory only pulls
+    session = WorldSession(world)
+    pose = world.start_poses[0].numpy()
+    nexts = []
+    for first in world.start_frames.numpy():  # two different first frames seen from the same pose
+        session.reset(first, pose)
+        nexts.append(session.step(session.encode(np.zeros(4, np.float32))))
+    assert (nexts[0] == nexts[1]).all()  # the recycled frame was the keyframe either way
+    unpulled = WorldSession(load_checkpoint(random_world_checkpoint(tmp_path / "free", condition=False)))
+    frames = []
+    for first in world.start_frames.numpy():
+        unpulled.reset(first, pose)
+        frames.append(unpulled.step(unpulled.encode(np.zeros(4, np.float32))))
+    assert (frames[0] != frames[1]).any()

@@ -34,9 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldsim.models.generator import turn_columns
 from worldsim.runtime.session import WorldSession, frames_to_tensor, tensor_to_frames
-from worldsim.world.memory import wrap_degrees
 from worldsim.world.movement import PlayerState
 
 VAE_BATCH = 64
@@ -126,9 +124,6 @@ def episode_candidates(session: WorldSession, real: np.ndarray, actions: np.ndar
 @torch.inference_mode()
 def _keyframe_candidate(session: WorldSession, tracked: np.ndarray, first: np.ndarray) -> Candidate:
     """The nearest keyframes to the tracked poses (F, 3), turned to their heading and decoded."""
-    index = session.memory.nearest(tracked)
-    turn = wrap_degrees(session.memory.poses[index, 2] - tracked[:, 2])
-    latents = turn_columns(session.memory.latents[torch.from_numpy(index)].to(session.dtype),
-                           torch.from_numpy(turn), session.memory.config.fov).to(session.device)
+    latents = session.memory.views(tracked, dtype=session.dtype)[0].to(session.device)
     frames = _decode(session, latents)
     return Candidate(frames, np.concatenate([first[None], frames[:-1]]))

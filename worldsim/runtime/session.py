@@ -79,6 +79,8 @@ class WorldSession:
             raise ValueError(f"{checkpoint.path or 'this checkpoint'}: its '{checkpoint.config.encoding['type']}' "
                              "encoding conditions on the player's pose, but it has no movement model "
                              "(movement.safetensors) to track it")
+        self.memory_anchor = self.memory is not None and self.memory.config.condition
+        self.memory_pull = self.memory.config.pull if self.memory is not None else 0.0
         self.player: PlayerState | None = None
         self.latent: torch.Tensor | None = None
         self.decoded: torch.Tensor | None = None  # the last step's frame before conversion to uint8
@@ -147,12 +149,15 @@ class WorldSession:
             torch.randn(self.noise.shape, generator=self.noise_generator, out=self.context_noise,
                         device=self.device, dtype=self.dtype)
         if self.player is not None:  # the pose this frame is seen from, and the view recorded nearest to it
+            if self.memory_pull > 0:  # toward what was recorded where the recycled frame was seen from
+                view = self.memory.views(self.player.pose, dtype=self.dtype)[0].to(self.device)
+                self.latent = torch.lerp(self.latent, view, self.memory_pull)
             self.player = self.movement.step(self.player, condition.action)
             if self.pose_channels:
                 pose_maps = self.scheme.encoding.pose_maps(self.player.pose, self.grid)
                 self.token_cond[0, self.scheme_channels - self.pose_channels:self.scheme_channels].copy_(
                     torch.from_numpy(pose_maps))
-            if self.memory is not None:
+            if self.memory_anchor:
                 anchor = self.memory.anchor_tokens(self.player.pose, self.generator.config.patch)
                 self.token_cond[0, self.scheme_channels:].copy_(anchor)
         t1 = time.perf_counter()

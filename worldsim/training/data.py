@@ -145,7 +145,8 @@ class TrainingData:
 
     def _clip(self, batch: dict[str, torch.Tensor]) -> Clip:
         tokens = batch["token_maps"]
-        if self.memory is not None:  # the view recorded nearest to each frame's pose, never from its own episode
+        if self.memory is not None and self.memory.config.condition:  # the view recorded nearest to each frame's
+            # pose, never from its own episode
             poses = batch["poses"].double().numpy()
             own = np.broadcast_to(batch["episodes"].numpy()[:, None], poses.shape[:2])
             tokens = torch.cat([tokens, self.memory.anchor_tokens(poses, self._patch, own)], 2)

@@ -10,6 +10,9 @@ generator's job becomes refining a known view for the exact pose and the recent 
 The memory is chosen to cover the map: one keyframe per (cell of `cell` map units, heading bin), the recorded frame
 nearest to that bin's centre. Distances mix position and heading: `heading_weight` map units per degree.
 
+The memory can also hold the world at play without conditioning (`pull`): the recycled latent is pulled toward
+the keyframe of its pose before each step, so drift cannot pile up.
+
 Frames the player generates are not written back yet (a place the player changed does not stay changed).
 """
 
@@ -34,6 +37,10 @@ class MemoryConfig:
     heading_weight: float = field(default=2.0, metadata=rng(0.0, 1000.0))  # map units one degree counts as
     offset_scale: float = field(default=64.0, metadata=rng(0.01, 100_000.0))  # map units per unit of offset map
     fov: float = field(default=90.0, metadata=rng(10.0, 170.0))  # the recorded camera's, for the reprojection
+    condition: bool = True  # the generator takes the keyframe as part of its token condition (its anchor)
+    # At play, the recycled latent is pulled this far toward the keyframe of the pose it was seen from before the
+    # step (0: off): drift cannot pile up where the world is pulled back to what was recorded there.
+    pull: float = field(default=0.0, metadata=rng(0.0, 1.0))
 
     @property
     def enabled(self) -> bool:
@@ -41,7 +48,7 @@ class MemoryConfig:
 
     def anchor_channels(self, latent_channels: int, patch: int) -> int:
         """Token-condition channels the memory adds: the keyframe's patches and the offset maps."""
-        return latent_channels * patch * patch + OFFSET_CHANNELS if self.enabled else 0
+        return latent_channels * patch * patch + OFFSET_CHANNELS if self.enabled and self.condition else 0
 
 
 def wrap_degrees(angle: np.ndarray) -> np.ndarray:
@@ -96,16 +103,23 @@ class KeyframeMemory:
             distance = np.where(same, np.inf, distance)
         return distance.argmin(1).reshape(poses.shape[:-1])
 
+    def views(self, poses: np.ndarray, exclude_episodes: np.ndarray | None = None,
+              dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """The nearest keyframe of each pose (M, 3) turned to its heading: latents (M, C, h, w), the keyframes'
+        poses (M, 3), and the turn (M,) in degrees (the current camera is the keyframe's turned right by it)."""
+        index = self.nearest(poses, exclude_episodes).reshape(-1)
+        keys = self.poses[index]
+        turn = wrap_degrees(keys[:, 2] - np.asarray(poses, dtype=np.float64).reshape(-1, 3)[:, 2])
+        latents = turn_columns(self.latents[torch.from_numpy(index)].to(dtype), torch.from_numpy(turn), self.config.fov)
+        return latents, keys, turn
+
     def anchor_tokens(self, poses: np.ndarray, patch: int, exclude_episodes: np.ndarray | None = None,
                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The memory's part of the token condition for frames seen from `poses` (..., 3):
         (..., C * patch * patch + 3, h / patch, w / patch)."""
         poses = np.asarray(poses, dtype=np.float64)
-        index = self.nearest(poses, exclude_episodes).reshape(-1)
         flat = poses.reshape(-1, 3)
-        keys = self.poses[index]
-        turn = wrap_degrees(keys[:, 2] - flat[:, 2])  # the current camera is the keyframe's turned right by this
-        latents = turn_columns(self.latents[torch.from_numpy(index)].to(dtype), torch.from_numpy(turn), self.config.fov)
+        latents, keys, turn = self.views(flat, exclude_episodes, dtype)
         M, C, h, w = latents.shape
         gh, gw = h // patch, w // patch
         patches = latents.reshape(M, C, gh, patch, gw, patch).permute(0, 1, 3, 5, 2, 4).reshape(M, -1, gh, gw)
