@@ -124,6 +124,9 @@ def row(name: str, metrics: dict) -> dict:
         "strafe_ratio": round(probes.get("strafe", {}).get("shift_ratio", float("nan")), 2),
         "turn_full_over_half": round(probes.get("turn_in_place", {}).get("model", {}).get("full_over_half_db",
                                                                                          float("nan")), 1),
+        "loop_return_over_far": round(probes.get("walk_loop", {}).get("model", {}).get("return_over_far_db",
+                                                                                       float("nan")), 1),
+        "keyframe_at": {h: round(v, 2) for h, v in psnr.get("keyframe", {}).get("at", {}).items()},
         "psnr_last": round(psnr["model"]["at"][last], 2),
     }
 
@@ -131,17 +134,21 @@ def row(name: str, metrics: dict) -> dict:
 def markdown(rows: list[dict]) -> str:
     head = ("| arm | PSNR h24 / h96 / last (copy-first) | beats copy-first (share of h>=24) | teacher-forced "
             "(turned-prev) | detector: first fired / flagged (engine) | sharpness, last window | still: change / "
-            "last-vs-first dB | wall change | strafe ratio | turn: full-half dB |\n" + "|---" * 10 + "|\n")
+            "last-vs-first dB | wall change | strafe ratio | turn: full-half dB | loop: return-far dB "
+            "| keyframe yardstick |\n" + "|---" * 12 + "|\n")
     lines = []
     for r in rows:
         at, first = r["psnr_at"], r["copy_first_at"]
         hs = [h for h in ("24", "96") if h in at] + [list(at)[-1]]
+        keyframe = r.get("keyframe_at") or {}
+        loop = r.get("loop_return_over_far", float("nan"))
         lines.append(
             f"| {r['arm']} | {' / '.join(f'{at[h]:.2f}' for h in hs)} ({' / '.join(f'{first[h]:.2f}' for h in hs)}) "
             f"| {r['beats_copy_first']:.2f} | {r['teacher_forced']:.2f} ({r['turned_previous']:.2f}) "
             f"| {r['first_fired']} / {r['flagged']:.2f} ({r['engine_flagged']:.4f}) | {r['sharpness_last_window']:.2f} "
             f"| {r['still_change']:.2f} / {r['still_last_vs_first']:.1f} | {r['wall_change']:.2f} "
-            f"| {r['strafe_ratio']:.2f} | {r['turn_full_over_half']:.1f} |")
+            f"| {r['strafe_ratio']:.2f} | {r['turn_full_over_half']:.1f} | {loop:.1f} "
+            f"| {' / '.join(f'{keyframe[h]:.2f}' for h in hs) if keyframe else '-'} |")
     return head + "\n".join(lines)
 
 

@@ -72,6 +72,19 @@ def test_turn_probe_rewards_a_world_that_comes_back_after_a_full_turn():
     assert not judge("turn_in_place", returning, np.zeros((n, 3)), returning)["passed"]  # never turned: no verdict
 
 
+def test_loop_probe_rewards_a_world_that_shows_the_start_again_on_return():
+    n = PROBES["walk_loop"].frames + 1
+    far = PROBES["walk_loop"].segments[0][0]
+    poses = np.zeros((n, 3))
+    poses[:far + 1, 0] = np.arange(far + 1) * 10.0  # out and back
+    poses[far + 1:, 0] = np.maximum(0.0, far * 10.0 - np.arange(1, n - far) * 10.0)
+    returning = np.stack([_scene(seed=0 if i in (0, n - 1) else i) for i in range(n)])
+    forgetting = np.stack([_scene(seed=1000 + i) for i in range(n)])
+    result = judge("walk_loop", returning, poses, returning)
+    assert result["passed"] and result["far_distance"] == far * 10.0 and result["return_distance"] == 0.0
+    assert not judge("walk_loop", returning, poses, forgetting)["passed"]
+
+
 def test_probes_run_on_a_tiny_world_in_the_engine(tiny_checkpoint):
     pytest.importorskip("vizdoom", reason="ViZDoom not installed (pip install 'worldsim[train]')")
     from worldsim.checkpoint import load_checkpoint

@@ -11,6 +11,9 @@ PSNR by horizon says how far a world is from the engine; the probes say whether 
     turn_in_place   turn right for 180 frames (two full turns in the camera scheme): after a full turn the
                     engine shows its start again and after a half turn it does not. Passes when the model's frame
                     after a full turn is closer to its start than the frame after half a turn, by >= 5 dB.
+    walk_loop       walk forward, turn round, walk back, turn round again: the player returns to where it
+                    started (loop closure, issue 12). Passes when the model's frame on return is closer to its
+                    first frame than its frame at the far end of the walk, by >= 5 dB.
 
 Probes press keys as a player would (W, A, D, the right arrow), so they play any scheme that binds them; a scheme
 that binds none of a segment's keys skips that probe. The turn is judged at the frames where the engine has turned
@@ -56,6 +59,8 @@ PROBES: dict[str, Probe] = {
     "walk_into_wall": Probe("walk_into_wall", ((22, ("right",)), (60, ("w",)))),
     "strafe": Probe("strafe", ((24, ("d",)), (24, ("a",)))),
     "turn_in_place": Probe("turn_in_place", ((180, ("right",)),)),  # two full turns at the camera scheme's rate
+    # 45 frames of the right arrow turn 180 degrees at the camera scheme's 4 degrees per frame
+    "walk_loop": Probe("walk_loop", ((20, ("w",)), (45, ("right",)), (20, ("w",)), (45, ("right",)), (10, ()))),
 }
 
 
@@ -154,6 +159,14 @@ def judge(name: str, engine: np.ndarray, poses: np.ndarray, model: np.ndarray) -
                             "full_over_half_db": at["360"] - at["180"] if "360" in at else float("nan")}
         passed = "360" in result["model"]["psnr_to_start_after_degrees"] and \
             result["model"]["full_over_half_db"] >= TURN_MIN_GAIN
+    elif name == "walk_loop":
+        far = PROBES[name].segments[0][0]  # the last frame of the first walk
+        result = {"return_distance": float(np.linalg.norm(poses[-1, :2] - poses[0, :2])),
+                  "far_distance": float(np.linalg.norm(poses[far, :2] - poses[0, :2]))}
+        for side, f in (("engine", engine), ("model", model)):
+            back, away = psnr(f[-1:], f[:1])[0], psnr(f[far: far + 1], f[:1])[0]
+            result[side] = {"return_psnr": back, "far_psnr": away, "return_over_far_db": back - away}
+        passed = result["model"]["return_over_far_db"] >= TURN_MIN_GAIN
     else:
         raise KeyError(f"unknown probe {name!r}; known: {', '.join(PROBES)}")
     return {**result, "passed": bool(passed)}
