@@ -56,6 +56,11 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
                       "as an input; 48-frame rollouts, context noise 0.3 / 0.1",
                       {"clip_frames": 48, "context_noise": 0.3, "play_context_noise": 0.1, "input_lr": 1e-3,
                        "world": {"movement": True, "memory": {"keyframes": 3000}}}, None),
+    "memory-adv": ("posed keyframe memory as an input; adversarial student forcing on 48-frame rollouts (D from the "
+                   "shipped generator), context noise 0.3 / 0.1, L2 on the first 8 frames",
+                   {"stage": "adversarial", "clip_frames": 48, "batch": 2, "context_noise": 0.3,
+                    "play_context_noise": 0.1, "detach_every": 8, "regression_frames": 8, "input_lr": 1e-3,
+                    "world": {"movement": True, "memory": {"keyframes": 3000}}}, None),
     **{f"ship-memory-pull-{pull}": (f"shipped world with the learned movement and a keyframe memory (issue 12), "
                                     f"the recycled latent pulled {pull} toward the keyframe of its pose at play "
                                     "(no training)",

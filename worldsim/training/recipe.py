@@ -128,6 +128,7 @@ class AdversarialStage(StageCommon):
     context_noise: float = field(default=0.0, metadata=rng(0.0, 1.0))
     play_context_noise: float = field(default=0.0, metadata=rng(0.0, 1.0))
     detach_every: int = field(default=0, metadata=rng(0, 4096))
+    input_lr: float = field(default=0.0, metadata=rng(0.0, 1.0))  # the input projection's rate (0: lr_generator)
     init: str | None = None  # start G from this checkpoint (D from its generator, without a diffusion stage)
 
 

@@ -135,6 +135,16 @@ def _optimizer_step(module: torch.nn.Module, optimizer: torch.optim.Optimizer, l
     return float(norm)
 
 
+def _param_groups(generator: Generator, lr: float, input_lr: float) -> list[dict]:
+    """The generator's parameters with the input projection at its own rate (`input_lr`; 0: one group at `lr`, as
+    runs saved before the option resume with)."""
+    if not input_lr:
+        return [{"params": list(generator.parameters())}]
+    inputs = list(generator.patch_in.parameters())
+    rest = [p for p in generator.parameters() if all(p is not q for q in inputs)]
+    return [{"params": rest}, {"params": inputs, "lr": input_lr}]
+
+
 def _lr_lambda(warmup: int) -> Callable[[int], float]:
     return lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
 
@@ -269,9 +279,7 @@ def run_unroll(ctx: StageContext) -> Path:
     base = load_checkpoint(cfg.init) if cfg.init else previous_checkpoint(ctx, "unroll")
     vae = base.vae.to(ctx.device).eval()
     generator = use_data(ctx, vae, base.generator.to(ctx.device)).train().requires_grad_(True)
-    inputs = list(generator.patch_in.parameters())
-    rest = [p for p in generator.parameters() if all(p is not q for q in inputs)]
-    optimizer = torch.optim.AdamW([{"params": rest}, {"params": inputs, "lr": cfg.input_lr or cfg.lr}], lr=cfg.lr,
+    optimizer = torch.optim.AdamW(_param_groups(generator, cfg.lr, cfg.input_lr), lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     stage_name = base.config.stage if cfg.steps == 0 else "unroll"  # a pass-through keeps what it passes on
     no_op = ctx.scheme.action(ControllerState())
@@ -318,7 +326,8 @@ def _adversarial_roles(ctx: StageContext, stage: str, cfg):
         discriminator.load_state_dict(weights)
     torch.manual_seed(ctx.recipe.seed)
     distributed.broadcast_parameters(discriminator)
-    opt_g = torch.optim.RMSprop(generator.parameters(), lr=cfg.lr_generator, alpha=cfg.rmsprop_alpha)
+    opt_g = torch.optim.RMSprop(_param_groups(generator, cfg.lr_generator, cfg.input_lr), lr=cfg.lr_generator,
+                                alpha=cfg.rmsprop_alpha)
     opt_d = torch.optim.RMSprop(discriminator.parameters(), lr=cfg.lr_discriminator, alpha=cfg.rmsprop_alpha)
     return vae, generator, discriminator, opt_g, opt_d
 
