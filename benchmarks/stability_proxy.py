@@ -61,6 +61,12 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
                    {"stage": "adversarial", "clip_frames": 48, "batch": 2, "context_noise": 0.3,
                     "play_context_noise": 0.1, "detach_every": 8, "regression_frames": 8, "input_lr": 1e-3,
                     "world": {"movement": True, "memory": {"keyframes": 3000}}}, None),
+    "memory-unroll-adv": ("memory-unroll, then 20 more minutes of adversarial student forcing on 48-frame rollouts "
+                          "(D from its generator), context noise 0.3 / 0.1, L2 on the first 8 frames",
+                          {"stage": "adversarial", "clip_frames": 48, "batch": 2, "context_noise": 0.3,
+                           "play_context_noise": 0.1, "detach_every": 8, "regression_frames": 8,
+                           "init": "runs/proxy/memory-unroll/unroll/checkpoint",
+                           "world": {"movement": True, "memory": {"keyframes": 3000}}}, None),
     **{f"ship-memory-pull-{pull}": (f"shipped world with the learned movement and a keyframe memory (issue 12), "
                                     f"the recycled latent pulled {pull} toward the keyframe of its pose at play "
                                     "(no training)",
@@ -79,9 +85,10 @@ def train_arm(name: str, overrides: dict, out: Path, recipe_name: str) -> Path:
     if "world" in overrides:  # the world's state beyond pixels (worldsim/world): movement, keyframe memory
         recipe = replace(recipe, world=from_dict(WorldSpec, overrides.pop("world"), path="world"))
     config = replace(getattr(recipe, stage), **overrides)
-    if stage == "adversarial":  # the proxy's adversarial arms fine-tune the shipped world like its unroll arms
-        config = replace(config, init=recipe.unroll.init, lr_generator=3e-5, lr_discriminator=3e-5,
-                         r1_weight=0.0, regression_weight=1.0)  # no R1/R2: two discriminator passes fewer
+    if stage == "adversarial":  # the proxy's adversarial arms fine-tune a finished world like its unroll arms
+        # (the shipped one unless the arm names another); no R1/R2: two discriminator passes fewer
+        config = replace(config, init=overrides.get("init", recipe.unroll.init), lr_generator=3e-5,
+                         lr_discriminator=3e-5, r1_weight=0.0, regression_weight=1.0)
     config = replace(config, steps=overrides.get("steps", MAX_STEPS), save_every=25, log_every=5, sample_every=0)
     checkpoint = out / name / stage / "checkpoint"
     done = out / name / "trained.json"
