@@ -40,7 +40,7 @@ def test_a_wall_contact_is_caught_only_where_the_walkable_map_knows_the_wall():
         velocity = 0.8 * velocity + 1.5
         poses[t] = (min(poses[t - 1, 0] + velocity, 396.0), 200.0, 0.0)
         velocity = poses[t, 0] - poses[t - 1, 0]
-    motion = np.array([[0.8, 0.0, 1.5, 0.0], [0.0, 0.8, 0.0, 1.5]])
+    motion = np.array([0.8, 0.0, 0.0, 1.5, 1.5])
 
     def room(east: float) -> WalkableMap:
         xs, ys = np.meshgrid(np.arange(0.0, east, 4.0), np.arange(0.0, 400.0, 4.0))

@@ -27,7 +27,7 @@ def wall_contacts(movement: MovementModel, poses: np.ndarray, actions: np.ndarra
     contacts = caught = 0
     was_blocked = True  # a contact is the first blocked frame after a free one
     for t in range(1, len(poses)):
-        state = PlayerState.along(poses, t - 1)
+        state = PlayerState.along(poses, actions, t - 1, movement.controls)
         _, free = movement.free_move(state, actions[t])
         free_norm = float(np.linalg.norm(free))
         if free_norm < MIN_FREE_MOVE:

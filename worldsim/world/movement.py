@@ -1,13 +1,15 @@
 """Learned movement: the player's next pose from its pose, velocity and action, walls included.
 
-Doom's player physics is linear between collisions: each tic the turn is applied, the command thrusts along the new
-heading, the momentum moves the player and friction slows it. So the free move of one recorded frame (two tics) is a
-linear function of the previous frame's velocity and the command, both seen from the new heading; least squares on
-the recorded poses learns it, with the blocked frames (a wall ate the move) left out by a robust refit. The turn is a
-learned gain on the yaw command. Walls come from the walkable area (worldsim/world/walkable.py): the free move is
-clipped to it, sliding along its edge, so the movement never leaves the explored map.
+Between collisions the recorded player moves linearly: its move in a frame is a fixed share of the previous frame's
+move (momentum) plus the commands of this frame and the previous one, each along the heading it was given at. A
+physical reading: Doom thrusts along the heading each tic and friction slows the momentum, and with two tics per
+recorded frame the last command still acts in the next frame. Least squares on the recorded poses learns the five
+coefficients (momentum; forward and strafe of the previous command; forward and strafe of this one), with the
+blocked frames (a wall ate the move) left out by a robust refit. The turn is a learned gain on the yaw command.
+Walls come from the walkable area (worldsim/world/walkable.py): the free move is clipped to it, sliding along its
+edge, so the movement never leaves the explored map.
 
-Everything here is float64 numpy: a few microseconds per frame, the same result on every machine, so a replay of
+Everything here is float64 numpy: tens of microseconds per frame, the same result on every machine, so a replay of
 the same actions gives the same poses bit for bit.
 """
 
@@ -22,19 +24,22 @@ import torch
 from worldsim.world.walkable import WalkableMap
 
 MOVE_CONTROLS = ("forward", "strafe", "yaw")
+MOTION_TERMS = 5
 OUTLIER_FACTOR = 3.0  # residuals this many times the median mark a blocked frame in the robust refit
 
 
 @dataclass(frozen=True)
 class PlayerState:
-    """Where the player is: map units (x, y), heading in degrees (0 = +x, counter-clockwise), and the last frame's
-    displacement (vx, vy) (Doom has momentum)."""
+    """Where the player is: map units (x, y), heading in degrees (0 = +x, counter-clockwise), the last frame's
+    displacement (vx, vy) (Doom has momentum), and the forward and strafe command of that frame."""
 
     x: float
     y: float
     heading: float
     vx: float = 0.0
     vy: float = 0.0
+    forward: float = 0.0
+    strafe: float = 0.0
 
     @classmethod
     def from_pose(cls, pose: np.ndarray) -> PlayerState:
@@ -42,14 +47,14 @@ class PlayerState:
         return cls(float(pose[0]), float(pose[1]), float(pose[2]) % 360.0)
 
     @classmethod
-    def along(cls, poses: np.ndarray, t: int) -> PlayerState:
-        """The recorded player at frame t of a pose track (F, 3): its pose, and its last move as the velocity."""
+    def along(cls, poses: np.ndarray, actions: np.ndarray, t: int, controls: tuple[str, ...] = ("forward", "strafe")
+              ) -> PlayerState:
+        """The recorded player at frame t of a track (poses (F, 3), actions (F, A) with actions[t] producing
+        poses[t], named by `controls`): its pose, its last move as the velocity, and the command of that move."""
         velocity = poses[t, :2] - poses[t - 1, :2] if t > 0 else np.zeros(2)
+        forward, strafe = (float(actions[t, controls.index(c)]) for c in ("forward", "strafe"))
         return cls(float(poses[t, 0]), float(poses[t, 1]), float(poses[t, 2]) % 360.0, float(velocity[0]),
-                   float(velocity[1]))
-
-    def as_array(self) -> np.ndarray:
-        return np.array([self.x, self.y, self.heading, self.vx, self.vy], dtype=np.float64)
+                   float(velocity[1]), forward, strafe)
 
     @property
     def pose(self) -> np.ndarray:
@@ -71,9 +76,9 @@ class MovementModel:
         if missing:
             raise ValueError(f"learned movement needs the controls {list(MOVE_CONTROLS)}; the scheme's controls "
                              f"{list(controls)} lack {missing} (use a camera scheme)")
-        # (forward, right) <- (v_f, v_r, forward, strafe); C order, so a loaded model sums in the same order (bit-exact
-        # replays across save and load)
-        self.motion = np.ascontiguousarray(np.asarray(motion, dtype=np.float64).reshape(2, 4))
+        # (momentum, previous forward, previous strafe, forward, strafe); C order, so a loaded model sums in the
+        # same order (bit-exact replays across save and load)
+        self.motion = np.ascontiguousarray(np.asarray(motion, dtype=np.float64).reshape(MOTION_TERMS))
         self.turn_gain = float(turn_gain)  # degrees of heading per unit of yaw (negative: yaw + turns right)
         self.walkable = walkable
         self.controls = tuple(controls)
@@ -83,17 +88,19 @@ class MovementModel:
         """The new heading and the displacement (2,) the player would make with no wall in the way."""
         forward, strafe, yaw = (float(action[i]) for i in self.index)
         heading = (state.heading + self.turn_gain * yaw) % 360.0
+        before_ahead, before_right = heading_axes(state.heading)
         ahead, right = heading_axes(heading)
-        velocity = np.array([state.vx, state.vy])
-        local = self.motion @ np.array([velocity @ ahead, velocity @ right, forward, strafe])
-        return heading, local[0] * ahead + local[1] * right
+        terms = (np.array([state.vx, state.vy]), state.forward * before_ahead, state.strafe * before_right,
+                 forward * ahead, strafe * right)
+        return heading, sum(c * term for c, term in zip(self.motion, terms))
 
     def step(self, state: PlayerState, action: np.ndarray) -> PlayerState:
         heading, delta = self.free_move(state, action)
         position = np.array([state.x, state.y])
         moved, _ = self.walkable.move(position, delta)
         velocity = moved - position
-        return PlayerState(float(moved[0]), float(moved[1]), heading, float(velocity[0]), float(velocity[1]))
+        return PlayerState(float(moved[0]), float(moved[1]), heading, float(velocity[0]), float(velocity[1]),
+                           float(action[self.index[0]]), float(action[self.index[1]]))
 
     def start(self, pose: np.ndarray) -> PlayerState:
         """A player at rest at a recorded pose, moved onto the walkable area if it lies off it."""
@@ -122,27 +129,29 @@ class MovementModel:
             poses, actions = np.asarray(poses, np.float64), np.asarray(actions, np.float64)
             if len(poses) < 3:
                 continue
-            turn = (np.diff(poses[:, 2]) + 180.0) % 360.0 - 180.0
-            turns.append(turn)
+            turns.append((np.diff(poses[:, 2]) + 180.0) % 360.0 - 180.0)
             yaws.append(actions[1:, index[2]])
-            moves = np.diff(poses[:, :2], axis=0)  # moves[t - 1] = poses[t] - poses[t - 1]
-            heading = np.radians(poses[2:, 2])
+            moves = np.diff(poses[:, :2], axis=0)  # moves[t - 1] = poses[t] - poses[t - 1], made by actions[t]
+            heading = np.radians(poses[:, 2])
             ahead = np.stack([np.cos(heading), np.sin(heading)], 1)
             right = np.stack([np.sin(heading), -np.cos(heading)], 1)
-            before, now = moves[:-1], moves[1:]
-            features.append(np.stack([(before * ahead).sum(1), (before * right).sum(1),
-                                      actions[2:, index[0]], actions[2:, index[1]]], 1))
-            targets.append(np.stack([(now * ahead).sum(1), (now * right).sum(1)], 1))
+            forward, strafe = actions[:, index[0], None], actions[:, index[1], None]
+            # the move into frame t (t >= 2) from the move into t - 1 and the commands of t - 1 and t, each along its
+            # own heading: (N, 2 axes, 5 terms)
+            features.append(np.stack([moves[:-1], forward[1:-1] * ahead[1:-1], strafe[1:-1] * right[1:-1],
+                                      forward[2:] * ahead[2:], strafe[2:] * right[2:]], -1))
+            targets.append(moves[1:])
         if not features:
             raise ValueError("no recorded episode has 3 or more poses to learn movement from")
         turns, yaws = np.concatenate(turns), np.concatenate(yaws)
         turning = np.abs(yaws) > 1e-3
         turn_gain = float((turns[turning] @ yaws[turning]) / max(yaws[turning] @ yaws[turning], 1e-12))
-        X, Y = np.concatenate(features), np.concatenate(targets)
+        X = np.concatenate(features).reshape(-1, MOTION_TERMS)  # both axes share the coefficients (no preferred
+        Y = np.concatenate(targets).reshape(-1)  # direction in the map)
         keep = np.ones(len(X), dtype=bool)
         for _ in range(3):  # blocked frames do not follow the free motion: fit, drop outliers, refit
-            motion = np.linalg.lstsq(X[keep], Y[keep], rcond=None)[0].T
-            residual = np.linalg.norm(Y - X @ motion.T, axis=1)
+            motion = np.linalg.lstsq(X[keep], Y[keep], rcond=None)[0]
+            residual = np.abs(Y - X @ motion)
             keep = residual <= OUTLIER_FACTOR * max(float(np.median(residual[keep])), 1e-6)
         positions = np.concatenate([np.asarray(p, np.float64)[:, :2] for p, _ in episodes])
         return cls(motion, turn_gain, WalkableMap.fit(positions, cell, max_hole), controls)
