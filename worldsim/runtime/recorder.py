@@ -30,7 +30,8 @@ from worldsim.leftovers import remove_stale_files
 
 HISTORY_FRAMES = 36_000  # frames since the last reset kept for mid-game recordings (25 minutes at 24 fps)
 HASH_CHUNK = 1 << 22
-CHECKPOINT_FILES = ("config.yaml", "generator.safetensors", "vae.safetensors", "start_frames.safetensors")
+CHECKPOINT_FILES = ("config.yaml", "generator.safetensors", "vae.safetensors", "start_frames.safetensors",
+                    "movement.safetensors", "memory.safetensors")  # what frames and poses depend on
 
 
 def frame_hash(frame: np.ndarray) -> str:
