@@ -81,3 +81,15 @@ def test_the_world_scheme_trains_on_camera_recordings_and_needs_the_movement(smo
     session.reset()
     session.step(session.encode(np.zeros(4, np.float32)))
     assert session.player is not None
+
+
+def test_a_pull_only_memory_is_saved_without_an_anchor_input(world_run, tmp_path):
+    recipe, out, _ = world_run
+    pull = from_dict(WorldSpec, {"movement": True, "memory": {"keyframes": 16, "cell": 48.0, "condition": False,
+                                                              "pull": 0.3}})
+    narrow = out / "vae" / "checkpoint"
+    passed_on = replace(recipe, world=pull, unroll=replace(recipe.unroll, init=str(narrow), steps=0))
+    checkpoint = load_checkpoint(train(passed_on, "unroll", tmp_path / "pull")[0])
+    assert checkpoint.memory is not None and checkpoint.config.memory.pull == 0.3
+    before = load_checkpoint(narrow).generator.config
+    assert checkpoint.generator.config.token_cond_channels == before.token_cond_channels

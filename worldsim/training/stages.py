@@ -108,11 +108,11 @@ def use_data(ctx: StageContext, vae: VAE, generator: Generator) -> Generator:
 
 def checkpoint_config(ctx: StageContext, stage: str, generator: GeneratorConfig, vae: VAEConfig,
                       step: int, sampling: SamplingConfig | None = None) -> CheckpointConfig:
-    anchored = generator.token_cond_channels > ctx.scheme.encoding.token_channels
+    built = ctx.data.memory is not None  # the VAE stage has no memory yet: there are no latents to choose from
     return CheckpointConfig(
         generator=generator, vae=vae, encoding=ctx.scheme.encoding_dict(), scheme=ctx.scheme.name,
         sampling=sampling or SamplingConfig(), fps=ctx.data.fps,
-        memory=ctx.recipe.world.memory if anchored else MemoryConfig(), stage=stage,
+        memory=ctx.recipe.world.memory if built else MemoryConfig(), stage=stage,
         provenance=provenance(recipe=ctx.recipe.name, stage=stage, step=step, data=ctx.data.describe(),
                               recipe_config=to_dict(ctx.recipe)))
 
