@@ -61,6 +61,10 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
                    {"stage": "adversarial", "clip_frames": 48, "batch": 2, "context_noise": 0.3,
                     "play_context_noise": 0.1, "detach_every": 8, "regression_frames": 8, "input_lr": 1e-3,
                     "world": {"movement": True, "memory": {"keyframes": 3000}}}, None),
+    "world-unroll": ("absolute camera (the world scheme: ray maps of the tracked pose in map coordinates), no memory; "
+                     "48-frame rollouts, context noise 0.3 / 0.1",
+                     {"clip_frames": 48, "context_noise": 0.3, "play_context_noise": 0.1, "input_lr": 1e-3,
+                      "scheme": "world", "world": {"movement": True}}, None),
     "memory-unroll-adv": ("memory-unroll, then 20 more minutes of adversarial student forcing on 48-frame rollouts "
                           "(D from its generator), context noise 0.3 / 0.1, L2 on the first 8 frames",
                           {"stage": "adversarial", "clip_frames": 48, "batch": 2, "context_noise": 0.3,
@@ -82,6 +86,8 @@ def train_arm(name: str, overrides: dict, out: Path, recipe_name: str) -> Path:
     recipe = load_recipe(recipe_name)
     overrides = dict(overrides)
     stage = overrides.pop("stage", "unroll")
+    if "scheme" in overrides:  # another conditioning scheme on the same recordings (e.g. the world encoding)
+        recipe = replace(recipe, data=replace(recipe.data, scheme=overrides.pop("scheme")))
     if "world" in overrides:  # the world's state beyond pixels (worldsim/world): movement, keyframe memory
         recipe = replace(recipe, world=from_dict(WorldSpec, overrides.pop("world"), path="world"))
     config = replace(getattr(recipe, stage), **overrides)
