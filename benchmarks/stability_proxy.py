@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+import yaml
 
 from worldsim.config import from_dict
 from worldsim.eval import EvalConfig, evaluate
@@ -71,6 +73,9 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
                            "play_context_noise": 0.1, "detach_every": 8, "regression_frames": 8,
                            "init": "runs/proxy/memory-unroll/unroll/checkpoint",
                            "world": {"movement": True, "memory": {"keyframes": 3000}}}, None),
+    **{f"memory-unroll-pull-{pull}": (f"memory-unroll played with its recycled latent pulled {pull} toward the "
+                                      "keyframe of its pose (no more training)",
+                                      {"from": "memory-unroll", "pull": pull}, None) for pull in (0.1, 0.3)},
     **{f"ship-memory-pull-{pull}": (f"shipped world with the learned movement and a keyframe memory (issue 12), "
                                     f"the recycled latent pulled {pull} toward the keyframe of its pose at play "
                                     "(no training)",
@@ -105,6 +110,18 @@ def train_arm(name: str, overrides: dict, out: Path, recipe_name: str) -> Path:
     meta = json.loads((checkpoint / "trainer.json").read_text())
     done.write_text(json.dumps({"stage": stage, "steps": meta["step"], "minutes": meta["elapsed_s"] / 60}))
     print(f"{name}: trained {meta['step']} {stage} steps in {meta['elapsed_s'] / 60:.1f} min", flush=True)
+    return checkpoint
+
+
+def play_variant(name: str, overrides: dict, out: Path) -> Path:
+    """Another arm's checkpoint played with a different keyframe pull (a copy with that one config entry changed)."""
+    source = json.loads((out / overrides["from"] / "trained.json").read_text())["stage"]
+    checkpoint = out / name / "checkpoint"
+    if not checkpoint.exists():
+        shutil.copytree(out / overrides["from"] / source / "checkpoint", checkpoint)
+        config = yaml.safe_load((checkpoint / "config.yaml").read_text())
+        config["memory"]["pull"] = overrides["pull"]
+        (checkpoint / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return checkpoint
 
 
@@ -188,7 +205,12 @@ def main() -> None:
             if name not in ARMS:
                 raise SystemExit(f"unknown arm {name!r}; known: {', '.join(ARMS)}")
             _, overrides, play_noise = ARMS[name]
-            checkpoint = SHIPPED if overrides is None else train_arm(name, overrides, out, args.recipe)
+            if overrides is None:
+                checkpoint = SHIPPED
+            elif "from" in overrides:
+                checkpoint = play_variant(name, overrides, out)
+            else:
+                checkpoint = train_arm(name, overrides, out, args.recipe)
             evaluate_arm(name, checkpoint, play_noise, out, args.frames, args.episodes, Path(args.ground_truth))
             print(f"{name}: evaluated", flush=True)
     rows = [row(p.parent.parent.name, json.loads(p.read_text())) for p in sorted(out.glob("*/eval/metrics.json"))]
