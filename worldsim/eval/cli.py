@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-video", action="store_true", help="skip the side-by-side MP4")
     parser.add_argument("--no-probes", action="store_true",
-                        help="skip the behaviour probes (stand still, walk into a wall, strafe, turn in place)")
+                        help="skip the behaviour probes (stand still, walk into a wall, strafe, turn in place, "
+                        "walk a loop)")
     parser.add_argument("--no-detector", action="store_true",
                         help="skip the degeneration detector (and the engine reference episodes it is fitted on)")
     parser.add_argument("--context-noise", type=float, default=None,
