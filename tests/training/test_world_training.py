@@ -93,3 +93,26 @@ def test_a_pull_only_memory_is_saved_without_an_anchor_input(world_run, tmp_path
     assert checkpoint.memory is not None and checkpoint.config.memory.pull == 0.3
     before = load_checkpoint(narrow).generator.config
     assert checkpoint.generator.config.token_cond_channels == before.token_cond_channels
+
+
+def test_the_rollouts_of_a_pulling_world_are_pulled_as_at_play(world_run):
+    import torch
+
+    from worldsim.training.adversarial import student_rollout
+    from worldsim.training.clips import Clip
+
+    recipe, out, paths = world_run
+    generator = load_checkpoint(paths[1]).generator.eval()
+    g = generator.config
+    gen = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, 4, g.latent_channels, *g.latent_size, generator=gen)
+    views = torch.randn(1, 4, g.latent_channels, *g.latent_size, generator=gen)
+    clip = Clip(latents, torch.zeros(1, 4, g.frame_cond_dim), torch.zeros(1, 4, g.token_cond_channels, *g.grid), views)
+    with torch.no_grad():
+        free = student_rollout(generator, clip, gen=torch.Generator().manual_seed(1))
+        pulled = student_rollout(generator, clip, gen=torch.Generator().manual_seed(1), pull=1.0)
+        # a full pull: the first step's recycled frame is the view of frame 0, whatever the clip's first latent
+        swapped = Clip(torch.randn_like(latents), clip.frame_cond, clip.token_cond, views)
+        again = student_rollout(generator, swapped, gen=torch.Generator().manual_seed(1), pull=1.0)
+    assert not torch.equal(free, pulled)
+    torch.testing.assert_close(pulled, again)

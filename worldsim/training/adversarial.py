@@ -58,13 +58,16 @@ def approximate_r1(logits: torch.Tensor, perturbed_logits: torch.Tensor, weight:
 
 def student_rollout(generator: Generator, clip: Clip, cache: KVCache | None = None,
                     gen: torch.Generator | None = None, first: torch.Tensor | None = None,
-                    context_level: torch.Tensor | None = None, detach_every: int = 0) -> torch.Tensor:
+                    context_level: torch.Tensor | None = None, detach_every: int = 0,
+                    pull: float = 0.0) -> torch.Tensor:
     """Generate frames 1..K-1 of `clip` autoregressively from its real first frame (or `first`), as at play time.
 
     The cache is differentiable (gradients flow through past K/V); the recycled input is detached. `context_level`
     (B,): the recycled frames are noised to it, the level told to the generator, as `step_frame` does at play time
     with context noise. `detach_every` > 0: the cache is detached every that many frames (truncated
-    back-propagation), so long rollouts cost memory for one chunk only.
+    back-propagation), so long rollouts cost memory for one chunk only. `pull` > 0 (a world with a keyframe memory
+    that pulls, `clip.views` set): each recycled latent is pulled that far toward the keyframe view of its pose
+    first, as the session does at play time.
     """
     B = clip.latents.shape[0]
     if cache is None:
@@ -79,7 +82,10 @@ def student_rollout(generator: Generator, clip: Clip, cache: KVCache | None = No
         context_noise = None
         if context_level is not None:
             context_noise = torch.randn(latent.shape, generator=gen, device=latent.device, dtype=latent.dtype)
-        latent = step_frame(generator, cache, latent.detach(), frame_cond[:, i], token_cond[:, i], noise,
+        recycled = latent.detach()
+        if pull > 0 and clip.views is not None:
+            recycled = torch.lerp(recycled, clip.views[:, i], pull)
+        latent = step_frame(generator, cache, recycled, frame_cond[:, i], token_cond[:, i], noise,
                             context_noise=context_noise,
                             context_level=context_level if context_level is not None else 0.0)
         frames.append(latent)

@@ -16,10 +16,12 @@ class Clip:
     latents: torch.Tensor  # (B, K, C, h, w)
     frame_cond: torch.Tensor  # (B, K, Cf)
     token_cond: torch.Tensor  # (B, K, Ct, gh, gw)
+    # (B, K, C, h, w): the keyframe memory's view of each frame's pose, for worlds that pull toward it; else None
+    views: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> Clip:
-        return Clip(*(x.to(device, dtype, non_blocking=True) for x in (self.latents, self.frame_cond,
-                                                                        self.token_cond)))
+        return Clip(*(None if x is None else x.to(device, dtype, non_blocking=True)
+                      for x in (self.latents, self.frame_cond, self.token_cond, self.views)))
 
     @property
     def first(self) -> torch.Tensor:

@@ -144,13 +144,16 @@ class TrainingData:
         return self._clip(windows.gather(windows.starts[:1]))
 
     def _clip(self, batch: dict[str, torch.Tensor]) -> Clip:
-        tokens = batch["token_maps"]
-        if self.memory is not None and self.memory.config.condition:  # the view recorded nearest to each frame's
-            # pose, never from its own episode
+        tokens, views = batch["token_maps"], None
+        if self.memory is not None:  # the view recorded nearest to each frame's pose, never from its own episode
             poses = batch["poses"].double().numpy()
             own = np.broadcast_to(batch["episodes"].numpy()[:, None], poses.shape[:2])
-            tokens = torch.cat([tokens, self.memory.anchor_tokens(poses, self._patch, own)], 2)
-        return Clip(batch["latents"], batch["conditions"], tokens)
+            if self.memory.config.condition:
+                tokens = torch.cat([tokens, self.memory.anchor_tokens(poses, self._patch, own)], 2)
+            if self.memory.config.pull > 0:
+                views = self.memory.views(poses.reshape(-1, 3), own.reshape(-1))[0].reshape(
+                    *poses.shape[:2], *self.memory.latents.shape[1:])
+        return Clip(batch["latents"], batch["conditions"], tokens, views)
 
 
 def _draw(starts: np.ndarray, batch: int, gen: torch.Generator) -> np.ndarray:

@@ -37,19 +37,20 @@ def with_still_clips(clip: Clip, fraction: float, no_op_frame: torch.Tensor, no_
     scheme_channels = no_op_tokens.shape[0]
     still_tokens = torch.cat([no_op_tokens.to(clip.token_cond).expand(B, K, *no_op_tokens.shape),
                               clip.token_cond[:, :1, scheme_channels:].expand(-1, K, -1, -1, -1)], 2)
+    views = None if clip.views is None else keep(clip.views, clip.views[:, :1].expand_as(clip.views))
     return Clip(keep(clip.latents, clip.latents[:, :1].expand_as(clip.latents)),
                 keep(clip.frame_cond, no_op_frame.to(clip.frame_cond).expand_as(clip.frame_cond)),
-                keep(clip.token_cond, still_tokens))
+                keep(clip.token_cond, still_tokens), views)
 
 
 def unroll_loss(generator: Generator, clip: Clip, context_noise: float = 0.0, detach_every: int = 0,
-                gen: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                gen: torch.Generator | None = None, pull: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """MSE between the open-loop rollout of `clip` and its real frames 1..K-1, over all frames."""
     B = clip.latents.shape[0]
     level = None
     if context_noise > 0:
         level = torch.rand(B, generator=gen, device=clip.latents.device) * context_noise
-    fake = student_rollout(generator, clip, gen=gen, context_level=level, detach_every=detach_every)
+    fake = student_rollout(generator, clip, gen=gen, context_level=level, detach_every=detach_every, pull=pull)
     errors = (fake.float() - clip.targets.float()).pow(2).flatten(2).mean(2)  # (B, F)
     loss = errors.mean()
     half = errors.shape[1] // 2
