@@ -73,6 +73,13 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
                            "play_context_noise": 0.1, "detach_every": 8, "regression_frames": 8,
                            "init": "runs/proxy/memory-unroll/unroll/checkpoint",
                            "world": {"movement": True, "memory": {"keyframes": 3000}}}, None),
+    "pull-adv-0.3": ("the shipped world with a keyframe memory that pulls 0.3 (no anchor input), fine-tuned by "
+                     "adversarial student forcing on 48-frame rollouts that pull as play does (D from the shipped "
+                     "generator), context noise 0.3 / 0.1, L2 on the first 8 frames",
+                     {"stage": "adversarial", "clip_frames": 48, "batch": 2, "context_noise": 0.3,
+                      "play_context_noise": 0.1, "detach_every": 8, "regression_frames": 8,
+                      "world": {"movement": True, "memory": {"keyframes": 3000, "condition": False, "pull": 0.3}}},
+                     None),
     **{f"memory-unroll-pull-{pull}": (f"memory-unroll played with its recycled latent pulled {pull} toward the "
                                       "keyframe of its pose (no more training)",
                                       {"from": "memory-unroll", "pull": pull}, None) for pull in (0.1, 0.3)},
