@@ -95,7 +95,7 @@ def test_evaluate_a_keys_world(tiny_keys_checkpoint, tmp_path):
     metrics = evaluate(tiny_keys_checkpoint, tmp_path / "out", EvalConfig(frames=6, episodes=1, window=3,
                                                                           reference_episodes=2, reference_frames=20),
                        progress=False)
-    assert set(metrics["probes"]) == {"stand_still", "walk_into_wall", "strafe", "turn_in_place", "sheet"}
+    assert set(metrics["probes"]) == {"stand_still", "walk_into_wall", "strafe", "turn_in_place", "walk_loop", "sheet"}
     assert metrics["checkpoint"]["scheme"] == "keys" and len(metrics["windows"]) == 2
     assert (tmp_path / "out" / metrics["video"]).exists()
 
