@@ -354,6 +354,9 @@ def _world_state(config: CheckpointConfig, extra: dict[str, dict[str, torch.Tens
         except (KeyError, ValueError) as err:
             raise CheckpointError(f"{path / 'movement.safetensors'}: not a learned movement model ({err})") from None
         start_poses = extra["movement"].get("start_poses")
+        if start_poses is not None and (start_poses.dim() != 2 or start_poses.shape[1] != 3):
+            raise CheckpointError(f"{path / 'movement.safetensors'}: 'start_poses' must be (N, 3) x, y, heading, got "
+                                  f"{list(start_poses.shape)}")
     if config.memory.enabled:
         if "memory" not in extra or movement is None:
             missing = "memory.safetensors" if "memory" not in extra else "movement.safetensors"

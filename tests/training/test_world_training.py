@@ -116,3 +116,13 @@ def test_the_rollouts_of_a_pulling_world_are_pulled_as_at_play(world_run):
         again = student_rollout(generator, swapped, gen=torch.Generator().manual_seed(1), pull=1.0)
     assert not torch.equal(free, pulled)
     torch.testing.assert_close(pulled, again)
+
+
+def test_learned_movement_with_a_keys_scheme_is_a_clear_error(smoke_recipe):
+    from worldsim.conditioning.scheme import load_scheme
+    from worldsim.training.stages import model_configs
+
+    recipe = replace(smoke_recipe, model=replace(smoke_recipe.model, yaw_reprojection=False),
+                     world=from_dict(WorldSpec, {"movement": True}))
+    with pytest.raises(ConfigError, match="world.movement.*needs the controls.*lacks"):
+        model_configs(recipe, load_scheme("keys"))

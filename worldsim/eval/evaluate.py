@@ -40,8 +40,14 @@ DEFINITIONS = {
                   "frame)), the ceiling. copy_previous: the real previous frame (teacher-forced yardstick). "
                   "copy_first: the real first frame (open-loop yardstick). turned_previous (generators that reproject "
                   "their recycled frame by the commanded yaw): the real previous latent turned that way and "
-                  "decoded, what the geometry alone draws (teacher-forced yardstick). engine: the real frames (action "
-                  "agreement only: the IDM's ceiling on these sequences).",
+                  "decoded, what the geometry alone draws (teacher-forced yardstick). keyframe (worlds with a keyframe "
+                  "memory): the recorded keyframe nearest to the pose the world tracks open loop, turned to its "
+                  "heading and decoded, what retrieval alone draws (open-loop yardstick). engine: the real frames "
+                  "(action agreement only: the IDM's ceiling on these sequences).",
+    "movement": "worlds with a learned movement: open loop from the engine's first pose, distance to the engine's "
+                "position after 1, 10 and 60 s (median and mean over episodes long enough), heading error after "
+                "10 s, the share of the engine's wall contacts (commanded to move, moved less than half the free "
+                "move) the movement also stops at, and the share of rollouts that leave the walkable area.",
     "frames": "frame t is the frame after the t-th recorded action; frame 0 is the real start frame.",
     "psnr": f"per frame, uint8 RGB at model resolution, capped at {metrics.PSNR_CAP_DB:g} dB. at[h]: mean "
             "over episodes of frame h; mean_to[h]: mean over episodes and frames 1..h; mean: over all "

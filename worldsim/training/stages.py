@@ -37,6 +37,7 @@ from worldsim.training.samples import write_rollout_sample, write_vae_sample
 from worldsim.training.trainer import Trainer, TrainingError, set_threads
 from worldsim.training.unroll import unroll_loss, with_still_clips
 from worldsim.world.memory import MemoryConfig
+from worldsim.world.movement import MOVE_CONTROLS
 
 PREVIOUS = {"diffusion": "vae", "consistency": "diffusion", "unroll": "consistency", "adversarial": "unroll",
             "long": "adversarial"}
@@ -67,6 +68,13 @@ def model_configs(recipe: Recipe, scheme: Scheme, anchored: bool = True) -> tupl
         if name not in presets:
             raise ConfigError(None, f"model.{kind}", "unknown preset", name, ", ".join(presets))
     vae = from_dict(VAEConfig, {**VAE_PRESETS[m.vae], **m.vae_overrides}, path="model.vae_overrides")
+    missing = [c for c in MOVE_CONTROLS if c not in scheme.control_names]
+    if recipe.world.movement and missing:
+        raise ConfigError(None, "world.movement", f"the learned movement needs the controls {list(MOVE_CONTROLS)}; "
+                          f"the '{scheme.name}' scheme lacks {missing}", True, "false, or a camera scheme")
+    if scheme.encoding.pose_channels and not recipe.world.movement:
+        raise ConfigError(None, "world.movement", f"the '{scheme.name}' scheme conditions on the player's pose, "
+                          "which the learned movement tracks at play time", False, "true")
     reprojection = scheme.encoding.yaw_reprojection() if m.yaw_reprojection else ()
     if reprojection is None:
         raise ConfigError(None, "model.yaw_reprojection", f"the '{scheme.name}' scheme has no calibrated yaw to "
@@ -86,9 +94,6 @@ def use_data(ctx: StageContext, vae: VAE, generator: Generator) -> Generator:
     """Point the data at this VAE's latents and learn the world's state (movement, keyframe memory) from them;
     returns the generator, given the memory's anchor inputs (zero weights) if it came from a world without them."""
     encoding = ctx.scheme.encoding
-    if encoding.pose_channels and not ctx.recipe.world.movement:
-        raise ConfigError(None, "world.movement", f"the '{ctx.scheme.name}' scheme conditions on the player's pose, "
-                          "which the learned movement tracks at play time", False, "true")
     ctx.data.use_vae(vae, generator.config.grid)
     ctx.data.use_world(ctx.recipe.world, generator.config.patch)
     memory = ctx.recipe.world.memory
