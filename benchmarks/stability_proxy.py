@@ -89,6 +89,9 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
                                     {"steps": 0, "world": {"movement": True, "memory": {
                                         "keyframes": 3000, "condition": False, "pull": pull}}}, None)
        for pull in (0.1, 0.2, 0.4, 0.6)},
+    "ship-memory-pull-0.4-noise-0.1": ("ship-memory-pull-0.4 played with context noise 0.1 (level told to the model)",
+                                       {"steps": 0, "world": {"movement": True, "memory": {
+                                           "keyframes": 3000, "condition": False, "pull": 0.4}}}, 0.1),
     "unroll-96-noise": ("96-frame rollouts, context noise up to 0.3 in training, 0.1 at play",
                         {"clip_frames": 96, "context_noise": 0.3, "play_context_noise": 0.1, "batch": 2}, None),
 }
