@@ -5,7 +5,10 @@ there (a probe: 23 dB from the engine's frame, sharp, no drift). So a world with
 the room from its own drifting frames: every step the keyframe nearest to the pose being generated is retrieved,
 turned by the heading difference (the same pinhole reprojection as the recycled frame), and handed to the generator
 as part of its per-token condition, with the remaining offset (forward, right, heading) as constant maps. The
-generator's job becomes refining a known view for the exact pose and the recent frames.
+generator's job becomes refining a known view for the exact pose and the recent frames. The keyframe goes in
+through the token condition rather than as extra attended frames (as the sink frame is): it is already turned into
+the current view, so each token finds its part of it in place, and the generator, its KV cache, the ONNX export
+and the compiled step stay as they are.
 
 The memory is chosen to cover the map: one keyframe per (cell of `cell` map units, heading bin), the recorded frame
 nearest to that bin's centre. Distances mix position and heading: `heading_weight` map units per degree.
