@@ -61,12 +61,12 @@ def test_anchor_tokens_are_the_keyframe_patches_and_its_offset():
     np.testing.assert_allclose(tokens[0, :4 * 4].reshape(4, 2, 2, 3, 4).permute(0, 3, 1, 4, 2).reshape(4, 6, 8),
                                first, atol=1e-3)
     assert tokens[:, -OFFSET_CHANNELS:].abs().max() == 0
-    moved = memory.poses[:1] + np.array([[0.0, 0.0, 0.0]])
-    moved[0, 0] -= 32.0  # standing 32 units behind... along -x: the keyframe is ahead if facing +x
-    moved[0, 2] = 0.0
-    offset = memory.anchor_tokens(moved, patch=2)[0, -OFFSET_CHANNELS:, 0, 0]
-    index = memory.nearest(moved)[0]
-    assert offset.shape == (OFFSET_CHANNELS,) and torch.isfinite(offset).all() and index >= 0
+    # one keyframe at the origin facing +x, seen from 32 units behind it and turned 45 degrees left
+    single = KeyframeMemory(MemoryConfig(keyframes=1, offset_scale=64.0), memory.latents[:1],
+                            np.zeros((1, 3)), np.zeros(1))
+    offset = single.anchor_tokens(np.array([-32.0, 0.0, 45.0]), patch=2)[-OFFSET_CHANNELS:, 0, 0]
+    ahead, right = 32 * np.cos(np.radians(45)) / 64, 32 * np.sin(np.radians(45)) / 64
+    np.testing.assert_allclose(offset.numpy(), [ahead, right, -1.0], atol=1e-6)  # turn -45 / 45
 
 
 def test_round_trip_through_tensors():

@@ -42,6 +42,7 @@ class TrainingData:
         self.movement: MovementModel | None = None
         self.memory: KeyframeMemory | None = None
         self._patch = 1
+        self._world_key: tuple | None = None  # what the movement and memory were built from
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, scheme: Scheme, image_size: tuple[int, int]) -> TrainingData:
@@ -89,6 +90,10 @@ class TrainingData:
     def use_world(self, spec: WorldSpec, patch: int) -> None:
         """Learn the movement and build the keyframe memory from the training split (after `use_vae`: the memory
         holds this VAE's latents); clips then carry the memory's anchor in their token condition."""
+        key = (spec, self._cache.dir if self._cache is not None else None, patch)
+        if key == self._world_key:  # the stages of one run share it: fitted once
+            return
+        self._world_key = key
         if not spec.movement:
             self.movement, self.memory = None, None
             return

@@ -208,10 +208,7 @@ def _refine_open_loop(motion: np.ndarray, turn_gain: float, episodes: list[tuple
         loss = poses.new_zeros(())
         for k in range(1, h + 1):
             turned = heading + turn_gain * actions[:, k, 2]
-            before_ahead, before_right = _axes(heading)
-            ahead, right = _axes(turned)
-            velocity = (weights[0] * velocity + weights[1] * forward * before_ahead + weights[2] * strafe * before_right
-                        + weights[3] * actions[:, k, 0:1] * ahead + weights[4] * actions[:, k, 1:2] * right)
+            velocity = _moves(weights, velocity, forward, strafe, heading, actions[:, k], turned)
             position, heading = position + velocity, turned
             forward, strafe = actions[:, k, 0:1], actions[:, k, 1:2]
             error = (position - poses[:, k + 1, :2]).norm(dim=-1)
@@ -228,14 +225,21 @@ def _axes(heading: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([a.cos(), a.sin()], -1), torch.stack([a.sin(), -a.cos()], -1)
 
 
+def _moves(motion: torch.Tensor, velocity: torch.Tensor, forward: torch.Tensor, strafe: torch.Tensor,
+           heading: torch.Tensor, action: torch.Tensor, turned: torch.Tensor) -> torch.Tensor:
+    """`MovementModel.free_move` for batches: the free moves (..., 2) from the last moves (..., 2), the last commands
+    (..., 1) given at `heading` (...), and this frame's actions (..., 3: forward, strafe, yaw) at `turned` (...)."""
+    before_ahead, before_right = _axes(heading)
+    ahead, right = _axes(turned)
+    return (motion[0] * velocity + motion[1] * forward * before_ahead + motion[2] * strafe * before_right
+            + motion[3] * action[..., 0:1] * ahead + motion[4] * action[..., 1:2] * right)
+
+
 def _unblocked(motion: torch.Tensor, poses: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """(N,) whether every frame of each window follows the one-step free motion (no wall, no door in the way)."""
     velocity = poses[:, 1:-1, :2] - poses[:, :-2, :2]  # the move into frames s .. s + h - 1
-    before_ahead, before_right = _axes(poses[:, 1:-1, 2])
-    ahead, right = _axes(poses[:, 2:, 2])
-    predicted = (motion[0] * velocity + motion[1] * actions[:, :-1, 0:1] * before_ahead
-                 + motion[2] * actions[:, :-1, 1:2] * before_right + motion[3] * actions[:, 1:, 0:1] * ahead
-                 + motion[4] * actions[:, 1:, 1:2] * right)
+    predicted = _moves(motion, velocity, actions[:, :-1, 0:1], actions[:, :-1, 1:2], poses[:, 1:-1, 2],
+                       actions[:, 1:], poses[:, 2:, 2])
     residual = (poses[:, 2:, :2] - poses[:, 1:-1, :2] - predicted).norm(dim=-1)  # (N, h)
     limit = max(OUTLIER_FACTOR * float(residual[residual > 0].median()) if (residual > 0).any() else 0.0,
                 MIN_OUTLIER)
