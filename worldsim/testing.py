@@ -74,9 +74,10 @@ def toy_track(steps: int = 400, seed: int = 0, room: float = 400.0, friction: fl
 
 
 def random_world_checkpoint(path: str | Path, keyframes: int = 12, seed: int = 0, scheme: str = "camera",
-                            condition: bool = True, pull: float = 0.0, **generator_overrides) -> Path:
-    """A random-weight world with a learned movement (fitted on `toy_track`) and, with `keyframes` > 0, a keyframe
-    memory of random latents at poses of that track whose anchor its generator takes."""
+                            condition: bool = True, pull: float = 0.0, doors: list | None = None,
+                            **generator_overrides) -> Path:
+    """A random-weight world with a learned movement (fitted on `toy_track`, with `doors`: DoorSpecs) and, with
+    `keyframes` > 0, a keyframe memory of random latents at poses of that track whose anchor its generator takes."""
     from worldsim.world.memory import KeyframeMemory, MemoryConfig
     from worldsim.world.movement import MovementModel
 
@@ -90,7 +91,7 @@ def random_world_checkpoint(path: str | Path, keyframes: int = 12, seed: int = 0
     generator, vae = build_models(config)
     perturb_(generator, seed=seed)
     poses, actions = toy_track(seed=seed)
-    movement = MovementModel.fit([(poses, actions)], ("forward", "strafe", "yaw", "use"))
+    movement = MovementModel.fit([(poses, actions)], ("forward", "strafe", "yaw", "use"), doors=doors)
     h, w = config.vae.image_size
     frames = np.random.default_rng(seed).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
     world = {"movement": {**movement.to_tensors(), "start_poses": torch.from_numpy(poses[[0, 100]])}}

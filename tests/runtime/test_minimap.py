@@ -56,6 +56,18 @@ def test_minimap_draws_the_area_the_player_and_the_trail(room):
     assert min(surface.get_at(floor)[:3]) > 100 and max(surface.get_at(wall)[:3]) < 40
 
 
+def test_door_cells_are_drawn_amber(room):
+    doors = np.full(room.grid.shape, -1, dtype=np.int16)
+    rows, cols = room.cells(np.array([80.0, 80.0]))
+    doors[rows - 2:rows + 3, cols - 2:cols + 3] = 0  # a door of 5 x 5 cells in the middle of the room
+    minimap = Minimap(dataclasses.replace(room, doors=doors))
+    surface = drawn(minimap, None)
+    r, g, b = surface.get_at(minimap.to_screen(80.0, 80.0))[:3]
+    assert r > g > b + 40  # amber over the black background
+    floor = surface.get_at(minimap.to_screen(30.0, 30.0))[:3]
+    assert max(floor) - min(floor) < 10  # where the floor stays grey
+
+
 def test_map_y_goes_up_on_screen_and_heading_turns_with_it(room):
     minimap = Minimap(room)
     player = PlayerState(80.0, 80.0, 90.0)  # facing +y: up on the screen

@@ -10,6 +10,7 @@ from worldsim.checkpoint import CheckpointError, load_checkpoint
 from worldsim.config import ConfigError
 from worldsim.runtime.session import WorldSession
 from worldsim.testing import random_checkpoint, random_world_checkpoint
+from worldsim.world.doors import DoorSpec
 
 FORWARD_RIGHT = np.array([1.0, 0.0, 0.5, 0.0], np.float32)  # forward, strafe, yaw, use
 
@@ -67,6 +68,25 @@ def test_snapshot_restore_and_replay_are_exact_with_the_pose(world):
     replay.reset()
     roll(replay, 3)
     assert np.array(roll(replay)[1]).tobytes() == np.array(poses).tobytes()
+
+
+def test_doors_live_in_the_session_state(tmp_path):
+    outline = np.array([[240, 0, 256, 0], [256, 0, 256, 400], [256, 400, 240, 400], [240, 400, 240, 0]], float)
+    door = DoorSpec(outline, outline[[1, 3]], top=92, speed=8, stays_open=False)  # across the room, x 240-256
+    session = WorldSession(load_checkpoint(random_world_checkpoint(tmp_path / "door", doors=[door])))
+    session.reset()  # at (200, 200) facing +x: the door ahead
+    walk, use = np.array([1.0, 0, 0, 0], np.float32), np.array([0, 0, 0, 1.0], np.float32)
+    for _ in range(30):
+        session.step(session.encode(walk))
+    stopped = session.player.x
+    assert stopped < 240 - 8  # at the shut door
+    snap = session.snapshot()
+    frames = [session.step(session.encode(a)) for a in [use] + [walk] * 30]
+    assert session.player.x > stopped + 8  # opened, and into the doorway (the toy track's map ends past it)
+    session.restore(snap)
+    assert session.movement.doors.closed(session.player.doors).all()  # shut again, as it was
+    again = [session.step(session.encode(a)) for a in [use] + [walk] * 30]
+    assert all((a == b).all() for a, b in zip(frames, again)) and session.player.x > stopped + 8
 
 
 def test_a_memory_world_needs_the_pose_of_its_first_frame(world):

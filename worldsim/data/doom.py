@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import struct
 import tempfile
 import threading
 import weakref
@@ -38,8 +37,10 @@ import numpy as np
 from worldsim.conditioning import Scheme
 from worldsim.config import ASSETS_DIR, ConfigError, load, rng, to_dict
 from worldsim.data import doom_guard
+from worldsim.data.doom_map import map_doors, wad_maps
 from worldsim.data.env import StepInfo
 from worldsim.errors import WorldsimError
+from worldsim.world.doors import DoorSpec
 
 CONFIGS_DIR = ASSETS_DIR / "doom"
 DEFAULT_CONFIG = "freedoom2_map01"
@@ -115,20 +116,16 @@ def make_env(config_path: Path, scheme: Scheme) -> DoomEnv:
     return DoomEnv(load_config(config_path), scheme, config_file=config_path)
 
 
-def wad_maps(path: Path) -> list[str]:
-    """Map names in a WAD: the marker lumps directly followed by THINGS (Doom format) or TEXTMAP (UDMF)."""
-    try:
-        with open(path, "rb") as f:
-            ident, count, offset = struct.unpack("<4sii", f.read(12))
-            if ident not in (b"IWAD", b"PWAD") or count < 0 or offset < 12:
-                raise WorldsimError(f"{path} is not a WAD file")
-            f.seek(offset)
-            directory = f.read(16 * count)
-    except (OSError, struct.error) as err:
-        raise WorldsimError(f"cannot read WAD {path}: {err}") from None
-    names = [directory[i + 8 : i + 16].rstrip(b"\0").decode("ascii", "replace")
-             for i in range(0, len(directory), 16)]
-    return [names[i - 1] for i in range(1, len(names)) if names[i] in ("THINGS", "TEXTMAP")]
+def recorded_doors(metadata: dict[str, Any]) -> list[DoorSpec]:
+    """The doors of the map an episode was recorded on (from its metadata: game, scenario, map), read from the
+    engine's WAD."""
+    vzd = _import_vizdoom()
+    scenario = metadata.get("scenario")
+    if scenario:
+        wad = shipped_scenarios().get(scenario, Path(scenario))
+    else:
+        wad = Path(vzd.__file__).parent / f"{metadata.get('game', DoomConfig.game)}.wad"
+    return map_doors(wad, str(metadata.get("map", DoomConfig.map)))
 
 
 def shipped_scenarios() -> dict[str, Path]:

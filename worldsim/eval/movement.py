@@ -6,7 +6,8 @@
     wall contacts   the frames where the engine's player first runs into something: it was commanded to move
                     but moved less than half of what free motion would give (the model's free move from the
                     engine's state), after a frame that was not blocked. Caught when the model, stepped once from
-                    the engine's state, also moves less than half of its free move.
+                    the engine's state (its doors as the engine's player opened them), also moves less than half
+                    of its free move.
     left walkable   the share of open-loop rollouts that ever leave the walkable area (the target is 0).
 """
 
@@ -26,8 +27,9 @@ def wall_contacts(movement: MovementModel, poses: np.ndarray, actions: np.ndarra
     """(contacts, caught) on one episode: poses (F + 1, 3), actions (F + 1, A), actions[t] produced poses[t]."""
     contacts = caught = 0
     was_blocked = True  # a contact is the first blocked frame after a free one
+    doors = movement.doors_along(poses, actions)  # the doors as the engine's player opened them
     for t in range(1, len(poses)):
-        state = PlayerState.along(poses, actions, t - 1, movement.controls)
+        state = PlayerState.along(poses, actions, t - 1, movement.controls, doors[t - 1])
         _, free = movement.free_move(state, actions[t])
         free_norm = float(np.linalg.norm(free))
         if free_norm < MIN_FREE_MOVE:

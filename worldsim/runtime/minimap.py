@@ -2,9 +2,9 @@
 
 It sits in the window's top right corner, under the HUD's badges, in a square box a quarter of the window's shorter
 side (the map's aspect ratio kept inside it). The walkable grid is rendered once per window size into a cached
-translucent surface (floor light, walls dark); each frame only the trail (a polyline), the heading (a short line)
-and the player (a dot) are drawn over it. Trail points are converted to screen pixels once, when they are added
-(all of them again only when the window changes size), so a frame costs one blit and three draw calls.
+translucent surface (floor light, walls dark, doors amber); each frame only the trail (a polyline), the heading (a
+short line) and the player (a dot) are drawn over it. Trail points are converted to screen pixels once, when they
+are added (all of them again only when the window changes size), so a frame costs one blit and three draw calls.
 
 The trail keeps the last TRAIL_FRAMES positions: a kiosk that runs for days holds the same few kilobytes.
 Map y goes up, screen y goes down: the map is flipped on the way to the screen.
@@ -28,6 +28,7 @@ DOT_FRACTION = 0.02  # the player's dot radius, as a fraction of the box's side 
 HEADING_DOTS = 3.0  # the heading line's length, in dot radii
 FLOOR = (225, 225, 225, 140)  # translucent: the world stays visible under the map
 WALL = (15, 15, 15, 200)
+DOOR = (230, 150, 30, 220)  # cells a door closes (worldsim/world/doors.py), shut or open
 BORDER = (235, 235, 235, 200)
 TRAIL = (90, 200, 255)
 PLAYER = (255, 60, 60)
@@ -88,8 +89,11 @@ class Minimap:
         self.points.extend(self.to_screen(x, y) for x, y in self.trail)
 
     def _render(self, size: tuple[int, int]) -> pygame.Surface:
-        grid = self.walkable.grid[::-1]  # (rows, cols): screen row 0 is the map's top (largest y)
-        rgba = np.array([WALL, FLOOR], np.uint8)[grid.astype(np.intp)]  # (rows, cols, 4), contiguous
+        kind = self.walkable.grid.astype(np.intp)  # 0 wall, 1 floor, 2 door
+        if self.walkable.doors is not None:
+            kind[self.walkable.grid & (self.walkable.doors >= 0)] = 2
+        grid = kind[::-1]  # (rows, cols): screen row 0 is the map's top (largest y)
+        rgba = np.array([WALL, FLOOR, DOOR], np.uint8)[grid]  # (rows, cols, 4), contiguous
         cells = pygame.image.frombuffer(rgba, (grid.shape[1], grid.shape[0]), "RGBA")
         # crisp cells when each gets a pixel or more; averaged when shrunk, so a corridor one cell wide stays
         resize = pygame.transform.scale if size[0] >= grid.shape[1] else pygame.transform.smoothscale

@@ -20,6 +20,7 @@ from worldsim.data.storage import INDEX_FILE, DatasetIndex
 from worldsim.errors import WorldsimError
 from worldsim.training.clips import Clip
 from worldsim.training.recipe import Recipe, WorldSpec
+from worldsim.world.doors import DoorSpec
 from worldsim.world.memory import KeyframeMemory
 from worldsim.world.movement import MovementModel
 
@@ -100,10 +101,19 @@ class TrainingData:
         train = self._windows(1, "train")
         ends = [*train.episode_starts[1:], len(train.poses)]
         episodes = [(train.poses[a:b], train.actions[a:b]) for a, b in zip(train.episode_starts, ends)]
-        self.movement = MovementModel.fit(episodes, tuple(self.scheme.control_names), spec.cell, spec.max_hole)
+        self.movement = MovementModel.fit(episodes, tuple(self.scheme.control_names), spec.cell, spec.max_hole,
+                                          self._doors() if spec.doors else None,
+                                          int(self.index.info.get("frame_skip", 2)))
         self.memory = (KeyframeMemory.build(spec.memory, train.latents, train.poses, train.frame_episodes)
                        if spec.memory.enabled else None)
         self._patch = patch
+
+    def _doors(self) -> list[DoorSpec] | None:
+        """The doors of the map the data was recorded on, when its engine's map file says (Doom)."""
+        if self.index.info.get("engine") != "vizdoom":
+            return None
+        from worldsim.data.doom import recorded_doors
+        return recorded_doors(self.index.episodes[0].metadata)
 
     def world_sets(self) -> dict[str, dict[str, torch.Tensor]]:
         """The weight sets a checkpoint carries the world's state in (movement, start poses, memory)."""

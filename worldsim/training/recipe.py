@@ -49,6 +49,7 @@ class WorldSpec:
     movement: bool = False
     cell: float = field(default=8.0, metadata=rng(0.5, 10_000.0))  # map units per walkable-map cell
     max_hole: int = field(default=256, metadata=rng(0, 10_000_000))  # enclosed gaps (cells) taken as floor
+    doors: bool = True  # the recording engine's doors (Doom maps) are walls until USE opens them
     memory: MemoryConfig = field(default_factory=MemoryConfig)
 
 

@@ -7,7 +7,8 @@ recorded frame the last command still acts in the next frame. Least squares on t
 coefficients (momentum; forward and strafe of the previous command; forward and strafe of this one), with the
 blocked frames (a wall ate the move) left out by a robust refit. The turn is a learned gain on the yaw command.
 Walls come from the walkable area (worldsim/world/walkable.py): the free move is clipped to it, sliding along its
-edge, so the movement never leaves the explored map.
+edge, so the movement never leaves the explored map. Doors (worldsim/world/doors.py) are walls of it until USE
+opens them; their states travel in the player's state.
 
 Everything here is float64 numpy: tens of microseconds per frame, the same result on every machine, so a replay of
 the same actions gives the same poses bit for bit.
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from worldsim.world.doors import Doors, DoorSpec, DoorState
 from worldsim.world.walkable import WalkableMap
 
 MOVE_CONTROLS = ("forward", "strafe", "yaw")
@@ -35,7 +37,9 @@ REFINE_HORIZON, REFINE_STRIDE, REFINE_WINDOWS, REFINE_HUBER, REFINE_STEPS, REFIN
 @dataclass(frozen=True)
 class PlayerState:
     """Where the player is: map units (x, y), heading in degrees (0 = +x, counter-clockwise), the last frame's
-    displacement (vx, vy) (Doom has momentum), and the forward and strafe command of that frame."""
+    displacement (vx, vy) (Doom has momentum), and the forward and strafe command of that frame; with the state of
+    each door of the map (doors.py) when the movement has doors (None: not tracked, every door passes), and
+    whether USE was held in that frame (Doom uses a line when USE goes down, not while it is held)."""
 
     x: float
     y: float
@@ -44,6 +48,8 @@ class PlayerState:
     vy: float = 0.0
     forward: float = 0.0
     strafe: float = 0.0
+    doors: tuple[DoorState, ...] | None = None
+    use: bool = False
 
     @classmethod
     def from_pose(cls, pose: np.ndarray) -> PlayerState:
@@ -51,14 +57,16 @@ class PlayerState:
         return cls(float(pose[0]), float(pose[1]), float(pose[2]) % 360.0)
 
     @classmethod
-    def along(cls, poses: np.ndarray, actions: np.ndarray, t: int, controls: tuple[str, ...] = ("forward", "strafe")
-              ) -> PlayerState:
+    def along(cls, poses: np.ndarray, actions: np.ndarray, t: int, controls: tuple[str, ...] = ("forward", "strafe"),
+              doors: tuple[DoorState, ...] | None = None) -> PlayerState:
         """The recorded player at frame t of a track (poses (F, 3), actions (F, A) with actions[t] producing
-        poses[t], named by `controls`): its pose, its last move as the velocity, and the command of that move."""
+        poses[t], named by `controls`): its pose, its last move as the velocity, and the command of that move;
+        `doors`: the door states there (`MovementModel.doors_along`), None for untracked."""
         velocity = poses[t, :2] - poses[t - 1, :2] if t > 0 else np.zeros(2)
         forward, strafe = (float(actions[t, controls.index(c)]) for c in ("forward", "strafe"))
+        use = "use" in controls and float(actions[t, controls.index("use")]) > 0.5
         return cls(float(poses[t, 0]), float(poses[t, 1]), float(poses[t, 2]) % 360.0, float(velocity[0]),
-                   float(velocity[1]), forward, strafe)
+                   float(velocity[1]), forward, strafe, doors, use)
 
     @property
     def pose(self) -> np.ndarray:
@@ -75,7 +83,7 @@ class MovementModel:
     """`step(state, action) -> state`: free motion (learned, linear) clipped to the walkable area."""
 
     def __init__(self, motion: np.ndarray, turn_gain: float, walkable: WalkableMap,
-                 controls: tuple[str, ...] = ("forward", "strafe", "yaw", "use")):
+                 controls: tuple[str, ...] = ("forward", "strafe", "yaw", "use"), doors: Doors | None = None):
         missing = [c for c in MOVE_CONTROLS if c not in controls]
         if missing:
             raise ValueError(f"learned movement needs the controls {list(MOVE_CONTROLS)}; the scheme's controls "
@@ -87,6 +95,8 @@ class MovementModel:
         self.walkable = walkable
         self.controls = tuple(controls)
         self.index = [self.controls.index(c) for c in MOVE_CONTROLS]
+        self.doors = doors if doors is not None and len(doors) else None  # the map's doors (walkable.doors cells)
+        self.use = self.controls.index("use") if "use" in self.controls else None  # no USE: doors stay shut
 
     def free_move(self, state: PlayerState, action: np.ndarray) -> tuple[float, np.ndarray]:
         """The new heading and the displacement (2,) the player would make with no wall in the way."""
@@ -101,15 +111,34 @@ class MovementModel:
     def step(self, state: PlayerState, action: np.ndarray) -> PlayerState:
         heading, delta = self.free_move(state, action)
         position = np.array([state.x, state.y])
-        moved, _ = self.walkable.move(position, delta)
+        doors = state.doors if self.doors is not None else None
+        moved, _ = self.walkable.move(position, delta, None if doors is None else self.doors.closed(doors))
+        use = self.use is not None and float(action[self.use]) > 0.5
+        if doors is not None:  # Doom's order: the player moves, then uses, then the doors move
+            used = self.doors.used(float(moved[0]), float(moved[1]), heading) if use and not state.use else -1
+            doors = self.doors.advance(doors, used, self.walkable.door_at(moved))
         velocity = moved - position
         return PlayerState(float(moved[0]), float(moved[1]), heading, float(velocity[0]), float(velocity[1]),
-                           float(action[self.index[0]]), float(action[self.index[1]]))
+                           float(action[self.index[0]]), float(action[self.index[1]]), doors, use)
 
     def start(self, pose: np.ndarray) -> PlayerState:
-        """A player at rest at a recorded pose, moved onto the walkable area if it lies off it."""
+        """A player at rest at a recorded pose, moved onto the walkable area if it lies off it; doors shut."""
         x, y = self.walkable.nearest_inside(np.asarray(pose[:2], dtype=np.float64))
-        return PlayerState(float(x), float(y), float(pose[2]) % 360.0)
+        return PlayerState(float(x), float(y), float(pose[2]) % 360.0,
+                           doors=None if self.doors is None else self.doors.start())
+
+    def doors_along(self, poses: np.ndarray, actions: np.ndarray) -> list[tuple[DoorState, ...] | None]:
+        """The door states after each frame of a recorded track (poses (F, 3), actions (F, A), actions[t] producing
+        poses[t], from the map's start): the doors the recorded player opened, as these doors open."""
+        if self.doors is None:
+            return [None] * len(poses)
+        states, doors, held = [], self.doors.start(), False
+        for pose, action in zip(poses, actions):
+            use = self.use is not None and float(action[self.use]) > 0.5
+            used = self.doors.used(float(pose[0]), float(pose[1]), float(pose[2])) if use and not held else -1
+            doors, held = self.doors.advance(doors, used, self.walkable.door_at(pose[:2])), use
+            states.append(doors)
+        return states
 
     def rollout(self, state: PlayerState, actions: np.ndarray) -> np.ndarray:
         """Poses (T, 3) after each of `actions` (T, A), open loop."""
@@ -123,8 +152,9 @@ class MovementModel:
 
     @classmethod
     def fit(cls, episodes: list[tuple[np.ndarray, np.ndarray]], controls: tuple[str, ...], cell: float = 8.0,
-            max_hole: int = 64) -> MovementModel:
-        """Learn from recorded episodes [(poses (T, 3), actions (T, A))], where actions[t] produced poses[t]."""
+            max_hole: int = 64, doors: list[DoorSpec] | None = None, tics_per_frame: int = 2) -> MovementModel:
+        """Learn from recorded episodes [(poses (T, 3), actions (T, A))], where actions[t] produced poses[t]; with
+        the map's `doors` (the recording engine's, `tics_per_frame` engine tics per recorded frame)."""
         index = [controls.index(c) for c in MOVE_CONTROLS if c in controls]
         if len(index) != len(MOVE_CONTROLS):
             raise ValueError(f"learned movement needs the controls {list(MOVE_CONTROLS)}, got {list(controls)}")
@@ -161,18 +191,25 @@ class MovementModel:
             keep = residual <= max(OUTLIER_FACTOR * float(np.median(residual[keep])), MIN_OUTLIER)
         motion = _refine_open_loop(motion, turn_gain, episodes, index)
         positions = np.concatenate([np.asarray(p, np.float64)[:, :2] for p, _ in episodes])
-        return cls(motion, turn_gain, WalkableMap.fit(positions, cell, max_hole), controls)
+        walkable, built = WalkableMap.fit(positions, cell, max_hole), None
+        if doors:
+            walkable, built = Doors.build(doors, walkable, tics_per_frame)
+        return cls(motion, turn_gain, walkable, controls, built)
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
+        doors = {} if self.doors is None else {f"doors.{k}": v for k, v in self.doors.to_tensors().items()}
         return {"motion": torch.from_numpy(self.motion.copy()), "turn_gain": torch.tensor(self.turn_gain,
                                                                                            dtype=torch.float64),
-                **{f"walkable.{k}": v for k, v in self.walkable.to_tensors().items()}}
+                **{f"walkable.{k}": v for k, v in self.walkable.to_tensors().items()}, **doors}
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], controls: tuple[str, ...]) -> MovementModel:
-        walkable = WalkableMap.from_tensors({k.split(".", 1)[1]: v for k, v in tensors.items()
-                                            if k.startswith("walkable.")})
-        return cls(tensors["motion"].numpy(), float(tensors["turn_gain"]), walkable, controls)
+        def group(prefix: str) -> dict[str, torch.Tensor]:
+            return {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+        doors = Doors.from_tensors(group("doors")) if "doors.top" in tensors else None
+        return cls(tensors["motion"].numpy(), float(tensors["turn_gain"]), WalkableMap.from_tensors(group("walkable")),
+                   controls, doors)
 
 
 def _refine_open_loop(motion: np.ndarray, turn_gain: float, episodes: list[tuple[np.ndarray, np.ndarray]],

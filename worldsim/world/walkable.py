@@ -7,6 +7,8 @@ outside stays a wall: the movement model is not allowed to leave the area, so a 
 along it, and no rollout walks out of the explored map.
 
 Moves are checked in sub-steps of half a cell, so a fast move cannot tunnel through a wall one cell thick.
+Doors (doors.py) mark cells of the area that are walls while their door is shut: `contains` and `move` take which
+doors are shut.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class WalkableMap:
     origin: tuple[float, float]  # map coordinates of the lower-left corner of cell (0, 0)
     cell: float  # map units per cell side
     grid: np.ndarray  # (rows along y, columns along x) bool: True where the player's centre may be
+    doors: np.ndarray | None = None  # (rows, columns) int16: the door whose cell it is, -1 for none
 
     @classmethod
     def fit(cls, positions: np.ndarray, cell: float = 8.0, max_hole: int = 64, margin: int = 4) -> WalkableMap:
@@ -47,27 +50,41 @@ class WalkableMap:
         rows = np.floor((xy[..., 1] - self.origin[1]) / self.cell).astype(np.int64)
         return rows, cols
 
-    def contains(self, xy: np.ndarray) -> np.ndarray:
-        """Whether each point (..., 2) lies in the walkable area (outside the grid is not)."""
+    def contains(self, xy: np.ndarray, shut: np.ndarray | None = None) -> np.ndarray:
+        """Whether each point (..., 2) lies in the walkable area (outside the grid is not); with `shut` (D,) bool,
+        the cells of the shut doors are not."""
         rows, cols = self.cells(xy)
         inside = (rows >= 0) & (rows < self.grid.shape[0]) & (cols >= 0) & (cols < self.grid.shape[1])
-        return inside & self.grid[np.clip(rows, 0, self.grid.shape[0] - 1), np.clip(cols, 0, self.grid.shape[1] - 1)]
+        rows, cols = np.clip(rows, 0, self.grid.shape[0] - 1), np.clip(cols, 0, self.grid.shape[1] - 1)
+        inside &= self.grid[rows, cols]
+        if shut is not None and self.doors is not None and shut.any():
+            door = self.doors[rows, cols]
+            inside &= ~((door >= 0) & shut[np.maximum(door, 0)])
+        return inside
 
-    def _path_clear(self, start: np.ndarray, delta: np.ndarray) -> bool:
+    def door_at(self, xy: np.ndarray) -> int:
+        """The door whose cells hold the point (2,), -1 for none."""
+        if self.doors is None or not self.contains(xy):
+            return -1
+        rows, cols = self.cells(xy)
+        return int(self.doors[rows, cols])
+
+    def _path_clear(self, start: np.ndarray, delta: np.ndarray, shut: np.ndarray | None) -> bool:
         steps = max(1, int(np.ceil(np.abs(delta).max() / (self.cell / 2))))
         points = start + delta * (np.arange(1, steps + 1)[:, None] / steps)
-        return bool(self.contains(points).all())
+        return bool(self.contains(points, shut).all())
 
-    def move(self, xy: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Move a point by `delta` (2,) inside the area: the whole move, else slide along x or y, else stay.
-        Returns the new point and which axes were blocked (2,) bool."""
+    def move(self, xy: np.ndarray, delta: np.ndarray, shut: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Move a point by `delta` (2,) inside the area (`shut` doors are walls): the whole move, else slide along
+        x or y, else stay. Returns the new point and which axes were blocked (2,) bool."""
         xy, delta = np.asarray(xy, dtype=np.float64), np.asarray(delta, dtype=np.float64)
-        if self._path_clear(xy, delta):
+        if self._path_clear(xy, delta, shut):
             return xy + delta, np.zeros(2, dtype=bool)
         for axis in np.argsort(-np.abs(delta)):  # slide along the larger component first
             along = np.zeros(2)
             along[axis] = delta[axis]
-            if along[axis] != 0 and self._path_clear(xy, along):
+            if along[axis] != 0 and self._path_clear(xy, along, shut):
                 blocked = np.ones(2, dtype=bool)
                 blocked[axis] = False
                 return xy + along, blocked
@@ -82,13 +99,15 @@ class WalkableMap:
         return centres[np.argmin(((centres - np.asarray(xy)[:2]) ** 2).sum(1))]
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
+        doors = {} if self.doors is None else {"doors": torch.from_numpy(self.doors.astype(np.int16))}
         return {"grid": torch.from_numpy(self.grid.astype(np.uint8)),
-                "origin_cell": torch.tensor([*self.origin, self.cell], dtype=torch.float64)}
+                "origin_cell": torch.tensor([*self.origin, self.cell], dtype=torch.float64), **doors}
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> WalkableMap:
         x, y, cell = tensors["origin_cell"].tolist()
-        return cls((x, y), cell, tensors["grid"].numpy().astype(bool))
+        doors = tensors["doors"].numpy().astype(np.int16) if "doors" in tensors else None
+        return cls((x, y), cell, tensors["grid"].numpy().astype(bool), doors)
 
 
 def _dilate(grid: np.ndarray) -> np.ndarray:

@@ -1,0 +1,79 @@
+"""Doom map files: the map names of a WAD and the manual doors of a map, from a WAD written here and from the
+shipped world's (when ViZDoom is installed)."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from worldsim.data.doom_map import map_doors, wad_maps
+from worldsim.errors import WorldsimError
+
+
+def write_wad(path: Path, lumps: list[tuple[str, bytes]]) -> Path:
+    offset, directory, data = 12, b"", b""
+    for name, payload in lumps:
+        directory += struct.pack("<ii8s", offset + len(data), len(payload), name.encode())
+        data += payload
+    path.write_bytes(struct.pack("<4sii", b"PWAD", len(lumps), offset + len(data)) + data + directory)
+    return path
+
+
+def door_map(special: int = 1, door_ceiling: int = 0) -> list[tuple[str, bytes]]:
+    """Two rooms (sectors 0 and 2, ceilings 128 and 100) joined by a door (sector 1, x 100-116, y 0-64) whose two
+    faces carry `special`; plus a wall line with no special."""
+    vertices = [(100, 0), (100, 64), (116, 64), (116, 0), (0, 0), (0, 64)]
+    # v1, v2, flags, special, tag, front side, back side
+    lines = [(0, 1, 4, special, 0, 0, 1),  # west face: front is the west room, back the door
+             (2, 3, 4, special, 0, 2, 3),  # east face
+             (1, 2, 1, 0, 0, 4, 0xFFFF),  # the door's tracks: one-sided
+             (3, 0, 1, 0, 0, 5, 0xFFFF),
+             (4, 5, 1, 0, 0, 6, 0xFFFF)]  # a wall of the west room
+    sides = [0, 1, 2, 1, 1, 1, 0]  # the sector each side faces
+    sectors = [(0, 128), (0, door_ceiling), (0, 100)]
+    return [("MAP01", b""), ("THINGS", b""),
+            ("LINEDEFS", b"".join(struct.pack("<7H", *line) for line in lines)),
+            ("SIDEDEFS", b"".join(struct.pack("<hh8s8s8sH", 0, 0, b"-", b"-", b"-", s) for s in sides)),
+            ("VERTEXES", b"".join(struct.pack("<hh", *v) for v in vertices)),
+            ("SECTORS", b"".join(struct.pack("<hh8s8shHH", f, c, b"F", b"C", 160, 0, 0) for f, c in sectors))]
+
+
+def test_finds_the_map_and_its_door(tmp_path):
+    wad = write_wad(tmp_path / "door.wad", door_map())
+    assert wad_maps(wad) == ["MAP01"]
+    [door] = map_doors(wad, "map01")
+    assert door.top == 100 - 4 and door.speed == 2 and not door.stays_open  # lowest ceiling around, less 4
+    assert sorted(map(tuple, door.triggers.tolist())) == [(100, 0, 100, 64), (116, 64, 116, 0)]
+    assert len(door.outline) == 4  # the two faces and the two tracks
+
+
+@pytest.mark.parametrize("special, stays_open, speed", [(31, True, 2), (117, False, 8), (118, True, 8)])
+def test_door_kinds(tmp_path, special, stays_open, speed):
+    [door] = map_doors(write_wad(tmp_path / "door.wad", door_map(special)), "MAP01")
+    assert (door.stays_open, door.speed) == (stays_open, speed)
+
+
+@pytest.mark.parametrize("lumps", [door_map(special=26), door_map(door_ceiling=72)], ids=["keyed", "open at start"])
+def test_keyed_doors_and_doors_open_at_the_start_are_left_out(tmp_path, lumps):
+    assert map_doors(write_wad(tmp_path / "door.wad", lumps), "MAP01") == []
+
+
+def test_a_map_that_is_not_there_or_not_a_wad_is_a_clear_error(tmp_path):
+    wad = write_wad(tmp_path / "door.wad", door_map())
+    with pytest.raises(WorldsimError, match="no map MAP02"):
+        map_doors(wad, "MAP02")
+    (tmp_path / "junk.wad").write_bytes(b"not a wad at all")
+    with pytest.raises(WorldsimError, match="not a WAD"):
+        wad_maps(tmp_path / "junk.wad")
+
+
+def test_the_shipped_worlds_map_has_four_manual_doors():
+    vizdoom = pytest.importorskip("vizdoom", reason="ViZDoom not installed (pip install 'worldsim[train]')")
+    doors = map_doors(Path(vizdoom.__file__).parent / "freedoom2.wad", "MAP01")
+    assert len(doors) == 4
+    assert sorted((d.speed, d.stays_open) for d in doors) == [(2, True), (8, False), (8, False), (8, False)]
+    east = next(d for d in doors if np.isclose(d.triggers[:, 0], 704).any())  # the door to the east of the map
+    assert sorted(east.triggers[:, 0].tolist()) == [704, 720]
