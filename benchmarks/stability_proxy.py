@@ -82,7 +82,11 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
                      None),
     **{f"memory-unroll-pull-{pull}": (f"memory-unroll played with its recycled latent pulled {pull} toward the "
                                       "keyframe of its pose (no more training)",
-                                      {"from": "memory-unroll", "pull": pull}, None) for pull in (0.1, 0.3)},
+                                      {"from": "memory-unroll", "memory": {"pull": pull}}, None)
+       for pull in (0.1, 0.3)},
+    "ship-write-back": ("the shipped world (keyframe pull 0.4, doors) with the first frame generated in each cell and "
+                        "heading bin written back (512 slots): coming back pulls toward how the player first saw "
+                        "the place (no training)", {"from": "ship", "memory": {"write_back": 512}}, None),
     **{f"ship-memory-pull-{pull}": (f"shipped world with the learned movement and a keyframe memory (issue 12), "
                                     f"the recycled latent pulled {pull} toward the keyframe of its pose at play "
                                     "(no training)",
@@ -124,13 +128,18 @@ def train_arm(name: str, overrides: dict, out: Path, recipe_name: str) -> Path:
 
 
 def play_variant(name: str, overrides: dict, out: Path) -> Path:
-    """Another arm's checkpoint played with a different keyframe pull (a copy with that one config entry changed)."""
-    source = json.loads((out / overrides["from"] / "trained.json").read_text())["stage"]
+    """Another arm's checkpoint (or the shipped one: "ship") played with other keyframe-memory settings at play (a
+    copy with those config entries changed)."""
+    if overrides["from"] == "ship":
+        source = SHIPPED
+    else:
+        stage = json.loads((out / overrides["from"] / "trained.json").read_text())["stage"]
+        source = out / overrides["from"] / stage / "checkpoint"
     checkpoint = out / name / "checkpoint"
     if not checkpoint.exists():
-        shutil.copytree(out / overrides["from"] / source / "checkpoint", checkpoint)
+        shutil.copytree(source, checkpoint)
         config = yaml.safe_load((checkpoint / "config.yaml").read_text())
-        config["memory"]["pull"] = overrides["pull"]
+        config["memory"].update(overrides["memory"])
         (checkpoint / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return checkpoint
 

@@ -89,6 +89,33 @@ def test_doors_live_in_the_session_state(tmp_path):
     assert all((a == b).all() for a, b in zip(frames, again)) and session.player.x > stopped + 8
 
 
+def test_written_views_live_in_the_session_state(tmp_path):
+    session = WorldSession(load_checkpoint(random_world_checkpoint(tmp_path / "w", pull=0.5, write_back=64)))
+    session.reset()
+    assert len(session.written) == 1  # the real first frame
+    roll(session, 3)
+    snap = session.snapshot()
+    frames, _ = roll(session)
+    written = len(session.written)
+    session.restore(snap)
+    again, _ = roll(session)
+    assert all((a == b).all() for a, b in zip(frames, again)) and len(session.written) == written
+    session.reset()
+    assert len(session.written) == 1
+
+
+def test_write_back_changes_what_a_revisited_place_is_pulled_toward(tmp_path):
+    still = np.zeros(4, np.float32)
+    frames = {}
+    for slots in (0, 64):
+        session = WorldSession(load_checkpoint(random_world_checkpoint(tmp_path / str(slots), pull=0.5,
+                                                                       write_back=slots)))
+        session.reset()
+        frames[slots] = [session.step(session.encode(still)) for _ in range(4)]  # standing: the same bin
+    # standing where it started, the pull goes toward the real first frame, not toward the recorded keyframe
+    assert all((a != b).any() for a, b in zip(frames[0], frames[64]))
+
+
 def test_a_memory_world_needs_the_pose_of_its_first_frame(world):
     session = WorldSession(world)
     with pytest.raises(ValueError, match="needs the pose"):

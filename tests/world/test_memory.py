@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from worldsim.world.memory import OFFSET_CHANNELS, KeyframeMemory, MemoryConfig
+from worldsim.world.memory import OFFSET_CHANNELS, KeyframeMemory, MemoryConfig, WrittenViews
 
 
 def recorded(n=600, seed=0):
@@ -78,3 +78,27 @@ def test_round_trip_through_tensors():
     np.testing.assert_array_equal(again.poses, memory.poses)
     with pytest.raises(ValueError, match="lack"):
         KeyframeMemory.from_tensors(config, {"latents": memory.latents})
+
+
+def test_written_views_keep_the_first_frame_of_each_bin_and_forget_the_oldest():
+    written = WrittenViews(MemoryConfig(keyframes=1, cell=32.0, heading_bins=4), slots=2)
+    first, second, third = (torch.full((1, 2, 3, 4), float(v)) for v in (1, 2, 3))
+    written.write(np.array([10.0, 10.0, 0.0]), first)
+    written.write(np.array([20.0, 20.0, 10.0]), second)  # the same cell and heading bin: the first view stays
+    torch.testing.assert_close(written.view(np.array([5.0, 5.0, 0.0])), first)
+    assert written.view(np.array([10.0, 10.0, 180.0])) is None  # another heading bin
+    written.write(np.array([100.0, 10.0, 0.0]), second)
+    snapshot = written.copy()
+    written.write(np.array([200.0, 10.0, 0.0]), third)  # full: the oldest bin goes
+    assert len(written) == 2 and written.view(np.array([10.0, 10.0, 0.0])) is None
+    torch.testing.assert_close(written.view(np.array([200.0, 10.0, 0.0])), third)
+    assert len(snapshot) == 2 and snapshot.view(np.array([10.0, 10.0, 0.0])) is not None  # a copy is its own
+
+
+def test_a_written_view_is_turned_to_the_current_heading():
+    written = WrittenViews(MemoryConfig(keyframes=1, cell=32.0, heading_bins=4), slots=4)
+    latent = torch.arange(16.0).reshape(1, 1, 1, 16)
+    written.write(np.array([10.0, 10.0, 0.0]), latent)
+    turned = written.view(np.array([10.0, 10.0, 20.0]))  # turned left: the old view moves right
+    assert turned.shape == latent.shape and not torch.equal(turned, latent)
+    assert turned[..., 12] < latent[..., 12]

@@ -18,6 +18,7 @@ from worldsim.checkpoint import Checkpoint
 from worldsim.conditioning.scheme import Condition, Scheme, load_scheme
 from worldsim.models.kv_cache import CacheSnapshot
 from worldsim.rollout import step_frame
+from worldsim.world.memory import WrittenViews
 from worldsim.world.movement import PlayerState
 
 
@@ -28,6 +29,7 @@ class SessionSnapshot:
     noise_state: torch.Tensor
     frame: int
     player: PlayerState | None = None
+    written: WrittenViews | None = None
 
 
 def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -81,6 +83,8 @@ class WorldSession:
                              "(movement.safetensors) to track it")
         self.memory_anchor = self.memory is not None and self.memory.config.condition
         self.memory_pull = self.memory.config.pull if self.memory is not None else 0.0
+        self.write_back = self.memory.config.write_back if self.memory is not None and self.memory_pull > 0 else 0
+        self.written: WrittenViews | None = None  # frames generated here, by where they were seen from
         self.player: PlayerState | None = None
         self.latent: torch.Tensor | None = None
         self.decoded: torch.Tensor | None = None  # the last step's frame before conversion to uint8
@@ -123,6 +127,10 @@ class WorldSession:
         else:
             self.player = None  # a first frame from nowhere known: no pose to track
         self.latent = self.vae.encode(frames_to_tensor(frame[None]).to(self.device, self.dtype))
+        self.written = None
+        if self.write_back and self.player is not None:  # the real first frame is the first view of its place
+            self.written = WrittenViews(self.memory.config, self.write_back)
+            self.written.write(self.player.pose, self.latent)
         self.cache.reset()
         self.backend.flush()
         self.noise_generator.manual_seed(self.seed)
@@ -149,9 +157,11 @@ class WorldSession:
             torch.randn(self.noise.shape, generator=self.noise_generator, out=self.context_noise,
                         device=self.device, dtype=self.dtype)
         if self.player is not None:  # the pose this frame is seen from, and the view recorded nearest to it
-            if self.memory_pull > 0:  # toward what was recorded where the recycled frame was seen from
-                view = self.memory.views(self.player.pose, dtype=self.dtype)[0].to(self.device)
-                self.latent = torch.lerp(self.latent, view, self.memory_pull)
+            if self.memory_pull > 0:  # toward what was seen first (or recorded) where the recycled frame was seen from
+                view = self.written.view(self.player.pose) if self.written is not None else None
+                if view is None:
+                    view = self.memory.views(self.player.pose, dtype=self.dtype)[0]
+                self.latent = torch.lerp(self.latent, view.to(self.device, self.dtype), self.memory_pull)
             self.player = self.movement.step(self.player, condition.action)
             if self.pose_channels:
                 pose_maps = self.scheme.encoding.pose_maps(self.player.pose, self.grid)
@@ -165,6 +175,8 @@ class WorldSession:
         self.latent = step_frame(self.backend, self.cache, self.latent, self.frame_cond, self.token_cond,
                                  self.noise, self.steps, self.shift, context_noise=self.context_noise,
                                  context_level=self.context_level)
+        if self.written is not None:
+            self.written.write(self.player.pose, self.latent)
         t2 = time.perf_counter()
         # 3. decode
         self.decoded = self.backend.decode(self.latent)
@@ -209,7 +221,8 @@ class WorldSession:
         if self.latent is None:
             raise RuntimeError("call reset() before snapshot()")
         return SessionSnapshot(self.cache.snapshot(), self.latent.clone(), self.noise_generator.get_state(),
-                               self.frame_index, self.player)
+                               self.frame_index, self.player,
+                               self.written.copy() if self.written is not None else None)
 
     def restore(self, snap: SessionSnapshot) -> None:
         """Rewind to a snapshot; the same conditions afterwards give the same frames (noise state included)."""
@@ -220,3 +233,4 @@ class WorldSession:
         self.noise_generator.set_state(snap.noise_state)
         self.frame_index = snap.frame
         self.player = snap.player  # immutable: shared, not copied
+        self.written = snap.written.copy() if snap.written is not None else None

@@ -16,11 +16,15 @@ nearest to that bin's centre. Distances mix position and heading: `heading_weigh
 The memory can also hold the world at play without conditioning (`pull`): the recycled latent is pulled toward
 the keyframe of its pose before each step, so drift cannot pile up.
 
-Frames the player generates are not written back yet (a place the player changed does not stay changed).
+Frames the player generates can be written back (`write_back` slots, `WrittenViews`): the first frame generated in
+each (cell, heading bin) is kept, and coming back there pulls toward it instead of the recorded keyframe, so a
+place looks the way the player first saw it (a door they opened stays open). Only first visits are written, so the
+pull never follows a chain of generated frames; the oldest write goes when the slots are full.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +48,9 @@ class MemoryConfig:
     # At play, the recycled latent is pulled this far toward the keyframe of the pose it was seen from before the
     # step (0: off): drift cannot pile up where the world is pulled back to what was recorded there.
     pull: float = field(default=0.0, metadata=rng(0.0, 1.0))
+    # At play, the first frame generated in each (cell, heading bin) is written back, at most this many (0: off),
+    # and the pull goes toward it there instead of the recorded keyframe (WrittenViews)
+    write_back: int = field(default=0, metadata=rng(0, 1_000_000))
 
     @property
     def enabled(self) -> bool:
@@ -149,3 +156,44 @@ class KeyframeMemory:
 def _distance(a: np.ndarray, b: np.ndarray, heading_weight: float) -> np.ndarray:
     position = np.sqrt(((a[..., :2] - b[..., :2]) ** 2).sum(-1))
     return position + heading_weight * np.abs(wrap_degrees(a[..., 2] - b[..., 2]))
+
+
+class WrittenViews:
+    """Frames generated at play, kept by the (cell, heading bin) of the pose they were seen from (`MemoryConfig`'s
+    bins): the first frame of a bin stays, the oldest bin goes when `slots` are full. Lives in the session's state."""
+
+    def __init__(self, config: MemoryConfig, slots: int):
+        self.config, self.slots = config, slots
+        self.entries: OrderedDict[tuple[int, int, int], tuple[torch.Tensor, np.ndarray]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def key(self, pose: np.ndarray) -> tuple[int, int, int]:
+        bins = self.config.heading_bins
+        cx, cy = np.floor(np.asarray(pose[:2], dtype=np.float64) / self.config.cell).astype(np.int64)
+        return int(cx), int(cy), int(np.floor((float(pose[2]) % 360.0) / (360.0 / bins))) % bins
+
+    def write(self, pose: np.ndarray, latent: torch.Tensor) -> None:
+        """Keep `latent` (1, C, h, w), seen from `pose` (x, y, heading), unless its bin has a frame already."""
+        key = self.key(pose)
+        if key in self.entries or self.slots <= 0:
+            return
+        if len(self.entries) >= self.slots:
+            self.entries.popitem(last=False)
+        self.entries[key] = (latent.detach().clone(), np.array(pose, dtype=np.float64))
+
+    def view(self, pose: np.ndarray) -> torch.Tensor | None:
+        """The frame written in the bin of `pose`, turned to its heading, or None."""
+        found = self.entries.get(self.key(pose))
+        if found is None:
+            return None
+        latent, seen_from = found
+        turn = torch.tensor([float(wrap_degrees(seen_from[2] - float(pose[2])))])
+        return turn_columns(latent, turn, self.config.fov)
+
+    def copy(self) -> WrittenViews:
+        """A copy for a snapshot (the latents are never changed in place, so they are shared)."""
+        out = WrittenViews(self.config, self.slots)
+        out.entries = OrderedDict(self.entries)
+        return out
