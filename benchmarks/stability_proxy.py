@@ -87,6 +87,9 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
     "ship-write-back": ("the shipped world (keyframe pull 0.4, doors) with the first frame generated in each cell and "
                         "heading bin written back (512 slots): coming back pulls toward how the player first saw "
                         "the place (no training)", {"from": "ship", "memory": {"write_back": 512}}, None),
+    "ship-hold-still": ("the shipped world (keyframe pull 0.4, doors) with the generator's input noise held while the "
+                        "tracked pose does not change (standing, or stopped by a wall; no training)",
+                        {"from": "ship", "sampling": {"hold_still": True}}, None),
     **{f"ship-memory-pull-{pull}": (f"shipped world with the learned movement and a keyframe memory (issue 12), "
                                     f"the recycled latent pulled {pull} toward the keyframe of its pose at play "
                                     "(no training)",
@@ -128,8 +131,8 @@ def train_arm(name: str, overrides: dict, out: Path, recipe_name: str) -> Path:
 
 
 def play_variant(name: str, overrides: dict, out: Path) -> Path:
-    """Another arm's checkpoint (or the shipped one: "ship") played with other keyframe-memory settings at play (a
-    copy with those config entries changed)."""
+    """Another arm's checkpoint (or the shipped one: "ship") played with other keyframe-memory or sampling settings
+    (a copy with those config entries changed)."""
     if overrides["from"] == "ship":
         source = SHIPPED
     else:
@@ -139,7 +142,8 @@ def play_variant(name: str, overrides: dict, out: Path) -> Path:
     if not checkpoint.exists():
         shutil.copytree(source, checkpoint)
         config = yaml.safe_load((checkpoint / "config.yaml").read_text())
-        config["memory"].update(overrides["memory"])
+        for section in ("memory", "sampling"):
+            config[section].update(overrides.get(section, {}))
         (checkpoint / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return checkpoint
 

@@ -71,6 +71,9 @@ class SamplingConfig:
     shift: float = field(default=1.0, metadata=rng(0.01, 1000.0))
     # noise level of the recycled frame the generator sees at play time, told to it (worldsim/rollout.py); 0: off
     context_noise: float = field(default=0.0, metadata=rng(0.0, 1.0))
+    # while the player's pose does not change (standing, or stopped by a wall) the generator's input noise is held,
+    # not drawn afresh: the one-step generator then has nothing new to draw, and a still world stays still
+    hold_still: bool = False
 
 
 @dataclass(frozen=True)

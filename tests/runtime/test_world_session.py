@@ -116,6 +116,30 @@ def test_write_back_changes_what_a_revisited_place_is_pulled_toward(tmp_path):
     assert all((a != b).any() for a, b in zip(frames[0], frames[64]))
 
 
+def test_hold_still_keeps_the_noise_while_the_pose_stays_and_replays_exactly(tmp_path):
+    path = random_world_checkpoint(tmp_path / "w", pull=0.4)
+    config = yaml.safe_load((path / "config.yaml").read_text())
+    config["sampling"]["hold_still"] = True
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
+    session = WorldSession(load_checkpoint(path))
+    session.reset()
+    still, walk = np.zeros(4, np.float32), np.array([1.0, 0, 0, 0], np.float32)
+    session.step(session.encode(walk))
+    noise = session.noise.clone()
+    session.step(session.encode(walk))
+    assert not torch.equal(session.noise, noise)  # moving: fresh noise
+    for _ in range(40):  # let the momentum die out
+        session.step(session.encode(still))
+    noise = session.noise.clone()
+    snap = session.snapshot()
+    frames = [session.step(session.encode(still)) for _ in range(3)]
+    assert torch.equal(session.noise, noise)  # standing: the same noise
+    session.step(session.encode(walk))
+    session.restore(snap)
+    assert [(f == g).all() for f, g in zip(frames, [session.step(session.encode(still)) for _ in range(3)])]
+    assert torch.equal(session.noise, noise)
+
+
 def test_a_memory_world_needs_the_pose_of_its_first_frame(world):
     session = WorldSession(world)
     with pytest.raises(ValueError, match="needs the pose"):

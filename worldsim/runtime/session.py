@@ -30,6 +30,7 @@ class SessionSnapshot:
     frame: int
     player: PlayerState | None = None
     written: WrittenViews | None = None
+    noise: torch.Tensor | None = None  # the last step's input noise (held while still: `sampling.hold_still`)
 
 
 def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -57,6 +58,7 @@ class WorldSession:
         self.shift = checkpoint.config.sampling.shift
         self.context_level = (checkpoint.config.sampling.context_noise if context_noise is None
                               else float(context_noise))
+        self.hold_still = checkpoint.config.sampling.hold_still
         if not 0.0 <= self.context_level <= 1.0:
             raise ValueError(f"context_noise must be 0 to 1 (a noise level), got {context_noise}")
         # `backend`: a name ('eager', 'compile', 'onnx', 'onnx+int8'), a BackendConfig, or a ready Backend
@@ -151,18 +153,21 @@ class WorldSession:
         # 1. condition into the preallocated buffers
         self.frame_cond[0].copy_(torch.from_numpy(condition.frame))
         self.token_cond[0, :self.scheme_channels].copy_(torch.from_numpy(condition.tokens))
-        torch.randn(self.noise.shape, generator=self.noise_generator, out=self.noise, device=self.device,
-                    dtype=self.dtype)
+        before = self.player
+        after = None if before is None else self.movement.step(before, condition.action)
+        if not (self.hold_still and self.frame_index > 0 and self._still(condition, before, after)):
+            torch.randn(self.noise.shape, generator=self.noise_generator, out=self.noise, device=self.device,
+                        dtype=self.dtype)
         if self.context_level > 0:
             torch.randn(self.noise.shape, generator=self.noise_generator, out=self.context_noise,
                         device=self.device, dtype=self.dtype)
-        if self.player is not None:  # the pose this frame is seen from, and the view recorded nearest to it
+        if before is not None:  # the pose this frame is seen from, and the view recorded nearest to it
             if self.memory_pull > 0:  # toward what was seen first (or recorded) where the recycled frame was seen from
-                view = self.written.view(self.player.pose) if self.written is not None else None
+                view = self.written.view(before.pose) if self.written is not None else None
                 if view is None:
-                    view = self.memory.views(self.player.pose, dtype=self.dtype)[0]
+                    view = self.memory.views(before.pose, dtype=self.dtype)[0]
                 self.latent = torch.lerp(self.latent, view.to(self.device, self.dtype), self.memory_pull)
-            self.player = self.movement.step(self.player, condition.action)
+            self.player = after
             if self.pose_channels:
                 pose_maps = self.scheme.encoding.pose_maps(self.player.pose, self.grid)
                 self.token_cond[0, self.scheme_channels - self.pose_channels:self.scheme_channels].copy_(
@@ -185,6 +190,14 @@ class WorldSession:
         self.frame_index += 1
         self.timings_ms = {"condition": (t1 - t0) * 1e3, "generate": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3}
         return frame
+
+    @staticmethod
+    def _still(condition: Condition, before: PlayerState | None, after: PlayerState | None) -> bool:
+        """Whether this step leaves the player where they are: the tracked pose does not change (standing, or
+        blocked by a wall), or, in a world that tracks no pose, nothing is pressed."""
+        if before is None or after is None:
+            return not np.any(condition.action)
+        return (after.x, after.y, after.heading) == (before.x, before.y, before.heading)
 
     def latent_is_finite(self) -> bool:
         return self.latent is not None and bool(torch.isfinite(self.latent).all())
@@ -222,7 +235,7 @@ class WorldSession:
             raise RuntimeError("call reset() before snapshot()")
         return SessionSnapshot(self.cache.snapshot(), self.latent.clone(), self.noise_generator.get_state(),
                                self.frame_index, self.player,
-                               self.written.copy() if self.written is not None else None)
+                               self.written.copy() if self.written is not None else None, self.noise.clone())
 
     def restore(self, snap: SessionSnapshot) -> None:
         """Rewind to a snapshot; the same conditions afterwards give the same frames (noise state included)."""
@@ -234,3 +247,5 @@ class WorldSession:
         self.frame_index = snap.frame
         self.player = snap.player  # immutable: shared, not copied
         self.written = snap.written.copy() if snap.written is not None else None
+        if snap.noise is not None:
+            self.noise.copy_(snap.noise)

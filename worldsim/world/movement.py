@@ -29,6 +29,10 @@ MOVE_CONTROLS = ("forward", "strafe", "yaw")
 MOTION_TERMS = 5
 OUTLIER_FACTOR = 3.0  # residuals this many times the median mark a blocked frame in the robust refit
 MIN_OUTLIER = 0.5  # map units: smaller residuals never do (the median of near-exact frames would say 0)
+# map units per frame: a player with nothing pressed whose drift falls below this stops dead, as Doom zeroes the
+# momentum under STOPSPEED (1/16 unit per tic: 1/8 per frame at 2 tics) when no move is commanded. Without it the
+# learned momentum decays forever and the player never quite stands still.
+STOP_SPEED = 0.125
 # the open-loop refinement of the coefficients: rollouts of a second (17 frames) from every 3rd recorded frame, at
 # most 8,000 of them, Huber loss with a 5-unit knee, 300 Adam steps
 REFINE_HORIZON, REFINE_STRIDE, REFINE_WINDOWS, REFINE_HUBER, REFINE_STEPS, REFINE_LR = 17, 3, 8000, 5.0, 300, 0.02
@@ -110,6 +114,8 @@ class MovementModel:
 
     def step(self, state: PlayerState, action: np.ndarray) -> PlayerState:
         heading, delta = self.free_move(state, action)
+        if action[self.index[0]] == 0 and action[self.index[1]] == 0 and abs(delta).max() < STOP_SPEED:
+            delta = np.zeros(2)
         position = np.array([state.x, state.y])
         doors = state.doors if self.doors is not None else None
         moved, _ = self.walkable.move(position, delta, None if doors is None else self.doors.closed(doors))
