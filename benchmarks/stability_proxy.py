@@ -87,6 +87,12 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
     "ship-write-back": ("the shipped world (keyframe pull 0.4, doors) with the first frame generated in each cell and "
                         "heading bin written back (512 slots): coming back pulls toward how the player first saw "
                         "the place (no training)", {"from": "ship", "memory": {"write_back": 512}}, None),
+    "ship-memory-dense": ("the shipped world played with a denser keyframe memory: 8,000 keyframes, one per 24-unit "
+                          "cell and 15-degree heading bin (the shipped one: 3,000, 32 units, 22.5 degrees), pull 0.4 "
+                          "(no training)",
+                          {"steps": 0, "world": {"movement": True, "memory": {
+                              "keyframes": 8000, "cell": 24.0, "heading_bins": 24, "condition": False, "pull": 0.4}}},
+                          None),
     "ship-hold-still": ("the shipped world (keyframe pull 0.4, doors) with the generator's input noise held while the "
                         "tracked pose does not change (standing, or stopped by a wall; no training)",
                         {"from": "ship", "sampling": {"hold_still": True}}, None),
