@@ -84,9 +84,10 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
                                       "keyframe of its pose (no more training)",
                                       {"from": "memory-unroll", "memory": {"pull": pull}}, None)
        for pull in (0.1, 0.3)},
-    "ship-write-back": ("the shipped world (keyframe pull 0.4, doors) with the first frame generated in each cell and "
-                        "heading bin written back (512 slots): coming back pulls toward how the player first saw "
-                        "the place (no training)", {"from": "ship", "memory": {"write_back": 512}}, None),
+    "ship-write-back": ("the shipped world (keyframe pull 0.4, doors) with generated frames written back (512 "
+                        "slots): each cell and heading bin keeps the frame its first 2 s settled on under the "
+                        "keyframe's pull, and later the pull goes toward it (no training)",
+                        {"from": "ship", "memory": {"write_back": 512}}, None),
     "ship-memory-dense": ("the shipped world played with a denser keyframe memory: 8,000 keyframes, one per 24-unit "
                           "cell and 15-degree heading bin (the shipped one: 3,000, 32 units, 22.5 degrees), pull 0.4 "
                           "(no training)",

@@ -11,6 +11,7 @@ from worldsim.config import ConfigError
 from worldsim.runtime.session import WorldSession
 from worldsim.testing import random_checkpoint, random_world_checkpoint
 from worldsim.world.doors import DoorSpec
+from worldsim.world.memory import SETTLE_FRAMES
 
 FORWARD_RIGHT = np.array([1.0, 0.0, 0.5, 0.0], np.float32)  # forward, strafe, yaw, use
 
@@ -104,16 +105,17 @@ def test_written_views_live_in_the_session_state(tmp_path):
     assert len(session.written) == 1
 
 
-def test_write_back_changes_what_a_revisited_place_is_pulled_toward(tmp_path):
+def test_write_back_changes_what_a_settled_place_is_pulled_toward(tmp_path):
     still = np.zeros(4, np.float32)
     frames = {}
     for slots in (0, 64):
         session = WorldSession(load_checkpoint(random_world_checkpoint(tmp_path / str(slots), pull=0.5,
                                                                        write_back=slots)))
         session.reset()
-        frames[slots] = [session.step(session.encode(still)) for _ in range(4)]  # standing: the same bin
-    # standing where it started, the pull goes toward the real first frame, not toward the recorded keyframe
-    assert all((a != b).any() for a, b in zip(frames[0], frames[64]))
+        frames[slots] = [session.step(session.encode(still)) for _ in range(SETTLE_FRAMES + 3)]
+    # standing where it started: toward the recorded keyframe while the place's view settles, then toward it
+    assert all((a == b).all() for a, b in zip(frames[0][:SETTLE_FRAMES], frames[64][:SETTLE_FRAMES]))
+    assert all((a != b).any() for a, b in zip(frames[0][SETTLE_FRAMES + 1:], frames[64][SETTLE_FRAMES + 1:]))
 
 
 def test_hold_still_keeps_the_noise_while_the_pose_stays_and_replays_exactly(tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from worldsim.world.memory import OFFSET_CHANNELS, KeyframeMemory, MemoryConfig, WrittenViews
+from worldsim.world.memory import OFFSET_CHANNELS, SETTLE_FRAMES, KeyframeMemory, MemoryConfig, WrittenViews
 
 
 def recorded(n=600, seed=0):
@@ -80,25 +80,33 @@ def test_round_trip_through_tensors():
         KeyframeMemory.from_tensors(config, {"latents": memory.latents})
 
 
-def test_written_views_keep_the_first_frame_of_each_bin_and_forget_the_oldest():
+def test_a_written_view_settles_over_its_bins_first_frames_then_stays():
     written = WrittenViews(MemoryConfig(keyframes=1, cell=32.0, heading_bins=4), slots=2)
     first, second, third = (torch.full((1, 2, 3, 4), float(v)) for v in (1, 2, 3))
-    written.write(np.array([10.0, 10.0, 0.0]), first)
-    written.write(np.array([20.0, 20.0, 10.0]), second)  # the same cell and heading bin: the first view stays
-    torch.testing.assert_close(written.view(np.array([5.0, 5.0, 0.0])), first)
-    assert written.view(np.array([10.0, 10.0, 180.0])) is None  # another heading bin
-    written.write(np.array([100.0, 10.0, 0.0]), second)
+    here = np.array([10.0, 10.0, 0.0])
+    written.write(here, first, 0)
+    assert written.view(here, 1) is None  # settling: the pull still goes toward the recorded keyframe
+    written.write(np.array([20.0, 20.0, 10.0]), second, SETTLE_FRAMES - 1)  # same cell and bin: replaces it
+    written.write(here, third, SETTLE_FRAMES)  # settled: kept as it was
+    torch.testing.assert_close(written.view(np.array([5.0, 5.0, 0.0]), SETTLE_FRAMES), second)
+    assert written.view(np.array([10.0, 10.0, 180.0]), 1000) is None  # another heading bin
+
+
+def test_written_views_forget_the_oldest_bin_and_copies_are_their_own():
+    written = WrittenViews(MemoryConfig(keyframes=1, cell=32.0, heading_bins=4), slots=2)
+    for i, x in enumerate((10.0, 100.0)):
+        written.write(np.array([x, 10.0, 0.0]), torch.full((1, 1, 1, 4), float(i)), 0)
     snapshot = written.copy()
-    written.write(np.array([200.0, 10.0, 0.0]), third)  # full: the oldest bin goes
-    assert len(written) == 2 and written.view(np.array([10.0, 10.0, 0.0])) is None
-    torch.testing.assert_close(written.view(np.array([200.0, 10.0, 0.0])), third)
-    assert len(snapshot) == 2 and snapshot.view(np.array([10.0, 10.0, 0.0])) is not None  # a copy is its own
+    written.write(np.array([200.0, 10.0, 0.0]), torch.zeros(1, 1, 1, 4), 0)  # full: the oldest bin goes
+    assert len(written) == 2 and written.view(np.array([10.0, 10.0, 0.0]), 100) is None
+    assert written.view(np.array([200.0, 10.0, 0.0]), 100) is not None
+    assert len(snapshot) == 2 and snapshot.view(np.array([10.0, 10.0, 0.0]), 100) is not None
 
 
 def test_a_written_view_is_turned_to_the_current_heading():
     written = WrittenViews(MemoryConfig(keyframes=1, cell=32.0, heading_bins=4), slots=4)
     latent = torch.arange(16.0).reshape(1, 1, 1, 16)
-    written.write(np.array([10.0, 10.0, 0.0]), latent)
-    turned = written.view(np.array([10.0, 10.0, 20.0]))  # turned left: the old view moves right
+    written.write(np.array([10.0, 10.0, 0.0]), latent, 0)
+    turned = written.view(np.array([10.0, 10.0, 20.0]), SETTLE_FRAMES)  # turned left: the old view moves right
     assert turned.shape == latent.shape and not torch.equal(turned, latent)
     assert turned[..., 12] < latent[..., 12]

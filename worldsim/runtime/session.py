@@ -132,7 +132,7 @@ class WorldSession:
         self.written = None
         if self.write_back and self.player is not None:  # the real first frame is the first view of its place
             self.written = WrittenViews(self.memory.config, self.write_back)
-            self.written.write(self.player.pose, self.latent)
+            self.written.write(self.player.pose, self.latent, 0)
         self.cache.reset()
         self.backend.flush()
         self.noise_generator.manual_seed(self.seed)
@@ -163,7 +163,7 @@ class WorldSession:
                         device=self.device, dtype=self.dtype)
         if before is not None:  # the pose this frame is seen from, and the view recorded nearest to it
             if self.memory_pull > 0:  # toward what was seen first (or recorded) where the recycled frame was seen from
-                view = self.written.view(before.pose) if self.written is not None else None
+                view = self.written.view(before.pose, self.frame_index) if self.written is not None else None
                 if view is None:
                     view = self.memory.views(before.pose, dtype=self.dtype)[0]
                 self.latent = torch.lerp(self.latent, view.to(self.device, self.dtype), self.memory_pull)
@@ -181,7 +181,7 @@ class WorldSession:
                                  self.noise, self.steps, self.shift, context_noise=self.context_noise,
                                  context_level=self.context_level)
         if self.written is not None:
-            self.written.write(self.player.pose, self.latent)
+            self.written.write(self.player.pose, self.latent, self.frame_index + 1)
         t2 = time.perf_counter()
         # 3. decode
         self.decoded = self.backend.decode(self.latent)

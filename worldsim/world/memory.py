@@ -16,10 +16,11 @@ nearest to that bin's centre. Distances mix position and heading: `heading_weigh
 The memory can also hold the world at play without conditioning (`pull`): the recycled latent is pulled toward
 the keyframe of its pose before each step, so drift cannot pile up.
 
-Frames the player generates can be written back (`write_back` slots, `WrittenViews`): the first frame generated in
-each (cell, heading bin) is kept, and coming back there pulls toward it instead of the recorded keyframe, so a
-place looks the way the player first saw it (a door they opened stays open). Only first visits are written, so the
-pull never follows a chain of generated frames; the oldest write goes when the slots are full.
+Frames the player generates can be written back (`write_back` slots, `WrittenViews`): each (cell, heading bin) keeps
+the frame its first visit settled on, and coming back there pulls toward it instead of the recorded keyframe, so a
+place looks the way the player first saw it (a door they opened stays open). Written frames are made under the
+keyframe's pull, so the pull never follows a chain of generated frames; the oldest write goes when the slots are
+full.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from worldsim.config import rng
 from worldsim.models.generator import turn_columns
 
 OFFSET_CHANNELS = 3  # forward and right offset of the keyframe's camera from the current one, heading difference
+SETTLE_FRAMES = 35  # a written-back view settles over its bin's first 2 s (at 17.5 fps), then is frozen
 
 
 @dataclass(frozen=True)
@@ -160,11 +162,18 @@ def _distance(a: np.ndarray, b: np.ndarray, heading_weight: float) -> np.ndarray
 
 class WrittenViews:
     """Frames generated at play, kept by the (cell, heading bin) of the pose they were seen from (`MemoryConfig`'s
-    bins): the first frame of a bin stays, the oldest bin goes when `slots` are full. Lives in the session's state."""
+    bins); the oldest bin goes when `slots` are full. Lives in the session's state.
+
+    A bin's frame settles over its first SETTLE_FRAMES frames (each frame generated there in that time replaces
+    it), while the pull still goes toward the recorded keyframe; after that it is frozen, and the pull goes toward
+    it. So every written frame was made under the keyframe's pull, and the pull never follows a chain of generated
+    frames (measured: pulling toward the first frame generated in a bin at once lets the drift run from bin to bin,
+    and the world collapses as it did with no memory)."""
 
     def __init__(self, config: MemoryConfig, slots: int):
         self.config, self.slots = config, slots
-        self.entries: OrderedDict[tuple[int, int, int], tuple[torch.Tensor, np.ndarray]] = OrderedDict()
+        # bin -> (latent, the pose it was seen from, the frame its bin was first written)
+        self.entries: OrderedDict[tuple[int, int, int], tuple[torch.Tensor, np.ndarray, int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -174,21 +183,25 @@ class WrittenViews:
         cx, cy = np.floor(np.asarray(pose[:2], dtype=np.float64) / self.config.cell).astype(np.int64)
         return int(cx), int(cy), int(np.floor((float(pose[2]) % 360.0) / (360.0 / bins))) % bins
 
-    def write(self, pose: np.ndarray, latent: torch.Tensor) -> None:
-        """Keep `latent` (1, C, h, w), seen from `pose` (x, y, heading), unless its bin has a frame already."""
+    def write(self, pose: np.ndarray, latent: torch.Tensor, frame: int) -> None:
+        """Keep `latent` (1, C, h, w), generated at `frame` from `pose` (x, y, heading), in its bin unless the bin
+        has settled."""
         key = self.key(pose)
-        if key in self.entries or self.slots <= 0:
-            return
-        if len(self.entries) >= self.slots:
+        first = frame
+        if key in self.entries:
+            first = self.entries[key][2]
+            if frame - first >= SETTLE_FRAMES:
+                return
+        elif len(self.entries) >= self.slots:
             self.entries.popitem(last=False)
-        self.entries[key] = (latent.detach().clone(), np.array(pose, dtype=np.float64))
+        self.entries[key] = (latent.detach().clone(), np.array(pose, dtype=np.float64), first)
 
-    def view(self, pose: np.ndarray) -> torch.Tensor | None:
-        """The frame written in the bin of `pose`, turned to its heading, or None."""
+    def view(self, pose: np.ndarray, frame: int) -> torch.Tensor | None:
+        """The settled frame of the bin of `pose`, turned to its heading, or None."""
         found = self.entries.get(self.key(pose))
-        if found is None:
+        if found is None or frame - found[2] < SETTLE_FRAMES:
             return None
-        latent, seen_from = found
+        latent, seen_from, _ = found
         turn = torch.tensor([float(wrap_degrees(seen_from[2] - float(pose[2])))])
         return turn_columns(latent, turn, self.config.fov)
 
