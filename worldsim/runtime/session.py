@@ -8,6 +8,7 @@ $WORLDSIM_BACKEND; the rollout step and the session's semantics are the same whi
 from __future__ import annotations
 
 import time
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,11 @@ from worldsim.models.kv_cache import CacheSnapshot
 from worldsim.rollout import step_frame
 from worldsim.world.memory import WrittenViews
 from worldsim.world.movement import PlayerState
+
+
+# `sampling.hold_still`: a step counts as still when the player moves less than this (map units) and turns less than
+# this (degrees): a player pressed against a wall at a slant creeps along it (the engine too), and the view with it
+STILL_DISTANCE, STILL_DEGREES = 0.5, 0.1
 
 
 @dataclass
@@ -193,11 +199,12 @@ class WorldSession:
 
     @staticmethod
     def _still(condition: Condition, before: PlayerState | None, after: PlayerState | None) -> bool:
-        """Whether this step leaves the player where they are: the tracked pose does not change (standing, or
-        blocked by a wall), or, in a world that tracks no pose, nothing is pressed."""
+        """Whether this step leaves the player where they are: the tracked pose barely moves and does not turn
+        (standing, or pressed against a wall), or, in a world that tracks no pose, nothing is pressed."""
         if before is None or after is None:
             return not np.any(condition.action)
-        return (after.x, after.y, after.heading) == (before.x, before.y, before.heading)
+        return (math.hypot(after.x - before.x, after.y - before.y) < STILL_DISTANCE
+                and abs(after.heading - before.heading) < STILL_DEGREES)
 
     def latent_is_finite(self) -> bool:
         return self.latent is not None and bool(torch.isfinite(self.latent).all())
