@@ -92,6 +92,14 @@ def test_a_written_view_settles_over_its_bins_first_frames_then_stays():
     assert written.view(np.array([10.0, 10.0, 180.0]), 1000) is None  # another heading bin
 
 
+def test_a_real_frame_needs_no_settling():
+    written = WrittenViews(MemoryConfig(keyframes=1, cell=32.0, heading_bins=4), slots=2)
+    real = torch.ones(1, 2, 3, 4)
+    written.write(np.array([10.0, 10.0, 0.0]), real, 0, settled=True)
+    written.write(np.array([10.0, 10.0, 0.0]), torch.zeros(1, 2, 3, 4), 1)  # a generated frame does not replace it
+    torch.testing.assert_close(written.view(np.array([10.0, 10.0, 0.0]), 1), real)
+
+
 def test_written_views_forget_the_oldest_bin_and_copies_are_their_own():
     written = WrittenViews(MemoryConfig(keyframes=1, cell=32.0, heading_bins=4), slots=2)
     for i, x in enumerate((10.0, 100.0)):

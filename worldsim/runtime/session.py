@@ -136,9 +136,9 @@ class WorldSession:
             self.player = None  # a first frame from nowhere known: no pose to track
         self.latent = self.vae.encode(frames_to_tensor(frame[None]).to(self.device, self.dtype))
         self.written = None
-        if self.write_back and self.player is not None:  # the real first frame is the first view of its place
+        if self.write_back and self.player is not None:  # the real first frame is its place's view as it is
             self.written = WrittenViews(self.memory.config, self.write_back)
-            self.written.write(self.player.pose, self.latent, 0)
+            self.written.write(self.player.pose, self.latent, 0, settled=True)
         self.cache.reset()
         self.backend.flush()
         self.noise_generator.manual_seed(self.seed)

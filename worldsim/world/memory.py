@@ -183,11 +183,11 @@ class WrittenViews:
         cx, cy = np.floor(np.asarray(pose[:2], dtype=np.float64) / self.config.cell).astype(np.int64)
         return int(cx), int(cy), int(np.floor((float(pose[2]) % 360.0) / (360.0 / bins))) % bins
 
-    def write(self, pose: np.ndarray, latent: torch.Tensor, frame: int) -> None:
+    def write(self, pose: np.ndarray, latent: torch.Tensor, frame: int, settled: bool = False) -> None:
         """Keep `latent` (1, C, h, w), generated at `frame` from `pose` (x, y, heading), in its bin unless the bin
-        has settled."""
+        has settled; `settled`: it needs no settling (a real frame: the place as it is)."""
         key = self.key(pose)
-        first = frame
+        first = frame - SETTLE_FRAMES if settled else frame
         if key in self.entries:
             first = self.entries[key][2]
             if frame - first >= SETTLE_FRAMES:
