@@ -7,8 +7,8 @@ $WORLDSIM_BACKEND; the rollout step and the session's semantics are the same whi
 
 from __future__ import annotations
 
-import time
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +21,6 @@ from worldsim.models.kv_cache import CacheSnapshot
 from worldsim.rollout import step_frame
 from worldsim.world.memory import WrittenViews
 from worldsim.world.movement import PlayerState
-
 
 # `sampling.hold_still`: a step counts as still when the player moves less than this (map units) and turns less than
 # this (degrees): a player pressed against a wall at a slant creeps along it (the engine too), and the view with it
