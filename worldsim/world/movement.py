@@ -119,10 +119,9 @@ class MovementModel:
         position = np.array([state.x, state.y])
         doors = state.doors if self.doors is not None else None
         moved, _ = self.walkable.move(position, delta, None if doors is None else self.doors.closed(doors))
-        use = self.use is not None and float(action[self.use]) > 0.5
+        use = self._pressed_use(action)
         if doors is not None:  # Doom's order: the player moves, then uses, then the doors move
-            used = self.doors.used(float(moved[0]), float(moved[1]), heading) if use and not state.use else -1
-            doors = self.doors.advance(doors, used, self.walkable.door_at(moved))
+            doors = self._doors_after(doors, moved, heading, use and not state.use)
         velocity = moved - position
         return PlayerState(float(moved[0]), float(moved[1]), heading, float(velocity[0]), float(velocity[1]),
                            float(action[self.index[0]]), float(action[self.index[1]]), doors, use)
@@ -140,11 +139,19 @@ class MovementModel:
             return [None] * len(poses)
         states, doors, held = [], self.doors.start(), False
         for pose, action in zip(poses, actions):
-            use = self.use is not None and float(action[self.use]) > 0.5
-            used = self.doors.used(float(pose[0]), float(pose[1]), float(pose[2])) if use and not held else -1
-            doors, held = self.doors.advance(doors, used, self.walkable.door_at(pose[:2])), use
+            use = self._pressed_use(action)
+            doors, held = self._doors_after(doors, pose[:2], float(pose[2]), use and not held), use
             states.append(doors)
         return states
+
+    def _pressed_use(self, action: np.ndarray) -> bool:
+        return self.use is not None and float(action[self.use]) > 0.5
+
+    def _doors_after(self, doors: tuple[DoorState, ...], xy: np.ndarray, heading: float, used: bool
+                     ) -> tuple[DoorState, ...]:
+        """The doors after a frame that ends at `xy` facing `heading`, USE going down in it if `used`."""
+        door = self.doors.used(float(xy[0]), float(xy[1]), heading) if used else -1
+        return self.doors.advance(doors, door, self.walkable.door_at(xy))
 
     def rollout(self, state: PlayerState, actions: np.ndarray) -> np.ndarray:
         """Poses (T, 3) after each of `actions` (T, A), open loop."""
