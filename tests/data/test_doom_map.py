@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from worldsim.data.doom_map import map_doors, wad_maps
+from worldsim.data.doom_map import map_doors, map_walls, wad_maps
 from worldsim.errors import WorldsimError
 
 
@@ -22,9 +22,10 @@ def write_wad(path: Path, lumps: list[tuple[str, bytes]]) -> Path:
     return path
 
 
-def door_map(special: int = 1, door_ceiling: int = 0) -> list[tuple[str, bytes]]:
+def door_map(special: int = 1, door_ceiling: int = 0, door_floor: int = 0,
+             things: tuple[tuple[int, int, int, int], ...] = ()) -> list[tuple[str, bytes]]:
     """Two rooms (sectors 0 and 2, ceilings 128 and 100) joined by a door (sector 1, x 100-116, y 0-64) whose two
-    faces carry `special`; plus a wall line with no special."""
+    faces carry `special`; plus a wall line with no special, and `things` (x, y, type, flags)."""
     vertices = [(100, 0), (100, 64), (116, 64), (116, 0), (0, 0), (0, 64)]
     # v1, v2, flags, special, tag, front side, back side
     lines = [(0, 1, 4, special, 0, 0, 1),  # west face: front is the west room, back the door
@@ -33,8 +34,9 @@ def door_map(special: int = 1, door_ceiling: int = 0) -> list[tuple[str, bytes]]
              (3, 0, 1, 0, 0, 5, 0xFFFF),
              (4, 5, 1, 0, 0, 6, 0xFFFF)]  # a wall of the west room
     sides = [0, 1, 2, 1, 1, 1, 0]  # the sector each side faces
-    sectors = [(0, 128), (0, door_ceiling), (0, 100)]
-    return [("MAP01", b""), ("THINGS", b""),
+    sectors = [(0, 128), (door_floor, door_ceiling), (0, 100)]
+    placed = b"".join(struct.pack("<5H", x, y, 0, kind, flags) for x, y, kind, flags in things)
+    return [("MAP01", b""), ("THINGS", placed),
             ("LINEDEFS", b"".join(struct.pack("<7H", *line) for line in lines)),
             ("SIDEDEFS", b"".join(struct.pack("<hh8s8s8sH", 0, 0, b"-", b"-", b"-", s) for s in sides)),
             ("VERTEXES", b"".join(struct.pack("<hh", *v) for v in vertices)),
@@ -77,3 +79,46 @@ def test_the_shipped_worlds_map_has_four_manual_doors():
     assert sorted((d.speed, d.stays_open) for d in doors) == [(2, True), (8, False), (8, False), (8, False)]
     east = next(d for d in doors if np.isclose(d.triggers[:, 0], 704).any())  # the door to the east of the map
     assert sorted(east.triggers[:, 0].tolist()) == [704, 720]
+
+
+def test_walls_are_the_blocking_lines_and_not_a_door(tmp_path):
+    walls = map_walls(write_wad(tmp_path / "door.wad", door_map()), "MAP01")
+    # the door's two tracks and the west room's wall; the door's faces belong to a door that opens
+    assert sorted(map(tuple, walls.tolist())) == [(0, 0, 0, 64), (100, 64, 116, 64), (116, 0, 100, 0)]
+
+
+@pytest.mark.parametrize("door_floor, door_ceiling, walled", [(0, 100, False), (30, 100, True), (0, 50, True)],
+                         ids=["open passage", "step too high", "opening too low"])
+def test_a_passage_is_a_wall_when_the_player_cannot_step_up_or_fit(tmp_path, door_floor, door_ceiling, walled):
+    lumps = door_map(special=0, door_ceiling=door_ceiling, door_floor=door_floor)
+    walls = map_walls(write_wad(tmp_path / "map.wad", lumps), "MAP01")
+    faces = {(100, 0, 100, 64), (116, 64, 116, 0)}
+    assert (faces <= set(map(tuple, walls.tolist()))) == walled
+
+
+def test_solid_decorations_at_the_skill_are_boxes_of_walls(tmp_path):
+    things = ((50, 32, 2035, 0x7), (20, 20, 2035, 0x4), (30, 40, 2035, 0x7 | 0x10), (60, 10, 2014, 0x7))
+    # a barrel at every skill; one only at skills 4-5; one only in multiplayer; a health bonus (not solid)
+    wad = write_wad(tmp_path / "map.wad", door_map(things=things))
+    walls = map_walls(wad, "MAP01", skill=3)
+    boxes = walls[3:]
+    assert len(boxes) == 4
+    assert boxes[:, [0, 2]].min() == 40 and boxes[:, [0, 2]].max() == 60  # the barrel's radius is 10
+    assert len(map_walls(wad, "MAP01", skill=5)) == 3 + 8
+    with pytest.raises(WorldsimError, match="skill must be 1-5"):
+        map_walls(wad, "MAP01", skill=0)
+
+
+def test_the_shipped_worlds_map_walls_leave_its_player_start_free():
+    vizdoom = pytest.importorskip("vizdoom", reason="ViZDoom not installed (pip install 'worldsim[train]')")
+    from worldsim.data.doom_map import MapGeometry
+    from worldsim.world.walls import Walls
+
+    wad = Path(vizdoom.__file__).parent / "freedoom2.wad"
+    walls = Walls(map_walls(wad, "MAP01"))
+    assert len(walls) > 500
+    things = MapGeometry(wad, "MAP01").things
+    start = things[things["type"] == 1][0]  # player 1's start
+    assert walls.clear(np.array([[start["x"], start["y"]]], dtype=np.float64))[0]
+    east = np.array([[start["x"] + d, start["y"]] for d in range(0, 2048, 4)], dtype=np.float64)
+    assert not walls.clear(east).all()  # the start room is closed: walking east meets a wall

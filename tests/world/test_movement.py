@@ -6,6 +6,7 @@ import torch
 
 from worldsim.testing import toy_track
 from worldsim.world.movement import MovementModel, PlayerState
+from worldsim.world.walls import Walls
 
 CONTROLS = ("forward", "strafe", "yaw", "use")
 
@@ -70,3 +71,20 @@ def test_a_scheme_without_the_movement_controls_is_refused():
     with pytest.raises(ValueError, match="forward.*strafe.*yaw.*camera scheme"):
         MovementModel(np.zeros(5), -4.0, MovementModel.fit([toy_track()], CONTROLS).walkable,
                       ("forward", "back", "turn_left"))
+
+
+def test_the_maps_walls_stop_the_player_where_the_recordings_end_short_of_them():
+    # the toy room's walls are at 0 and 400; a wall across the room at x = 300 that the recorded players never met
+    # (their track is cut to x < 250) stops the player at the wall, not at the recorded area's edge
+    walls = Walls(np.array([[300.0, 0.0, 300.0, 400.0]]))
+    tracks = [toy_track(seed=s) for s in range(4)]
+    tracks = [(p[p[:, 0] < 250], a[p[:, 0] < 250]) for p, a in tracks]
+    model = MovementModel.fit(tracks, CONTROLS, walls=walls, reach=100.0)
+    state = model.start(np.array([200.0, 200.0, 0.0]))  # facing +x
+    xs = []
+    for _ in range(120):
+        state = model.step(state, np.array([1.0, 0.0, 0.0, 0.0]))
+        xs.append(state.x)
+    assert 270.0 < max(xs) < 284.0  # up to the wall, the player's box never crossing it
+    again = MovementModel.from_tensors(model.to_tensors(), CONTROLS)
+    np.testing.assert_array_equal(again.walkable.walls.segments, walls.segments)

@@ -37,7 +37,7 @@ import numpy as np
 from worldsim.conditioning import Scheme
 from worldsim.config import ASSETS_DIR, ConfigError, load, rng, to_dict
 from worldsim.data import doom_guard
-from worldsim.data.doom_map import map_doors, wad_maps
+from worldsim.data.doom_map import map_doors, map_walls, wad_maps
 from worldsim.data.env import StepInfo
 from worldsim.errors import WorldsimError
 from worldsim.world.doors import DoorSpec
@@ -119,13 +119,22 @@ def make_env(config_path: Path, scheme: Scheme) -> DoomEnv:
 def recorded_doors(metadata: dict[str, Any]) -> list[DoorSpec]:
     """The doors of the map an episode was recorded on (from its metadata: game, scenario, map), read from the
     engine's WAD."""
+    return map_doors(*_recorded_map(metadata))
+
+
+def recorded_walls(metadata: dict[str, Any]) -> np.ndarray:
+    """The walls (N, 4) of the map an episode was recorded on, at its skill, read from the engine's WAD."""
+    return map_walls(*_recorded_map(metadata), int(metadata.get("config", {}).get("skill", DoomConfig.skill)))
+
+
+def _recorded_map(metadata: dict[str, Any]) -> tuple[Path, str]:
     vzd = _import_vizdoom()
     scenario = metadata.get("scenario")
     if scenario:
         wad = shipped_scenarios().get(scenario, Path(scenario))
     else:
         wad = Path(vzd.__file__).parent / f"{metadata.get('game', DoomConfig.game)}.wad"
-    return map_doors(wad, str(metadata.get("map", DoomConfig.map)))
+    return wad, str(metadata.get("map", DoomConfig.map))
 
 
 def shipped_scenarios() -> dict[str, Path]:

@@ -1,11 +1,19 @@
-"""Doom map files (WADs): the map names in one, and the doors of a map, for the learned movement (worldsim/world).
+"""Doom map files (WADs): the map names in one, and the doors and walls of a map, for the learned movement
+(worldsim/world).
 
-A map's geometry is four lumps after its marker: VERTEXES (x, y), LINEDEFS (two vertices, a special, a front and
-a back side), SIDEDEFS (the sector each side faces) and SECTORS (floor and ceiling heights). A manual door is a
-sector whose ceiling starts at its floor, opened by USE on a line with a door special, from the line's front:
-the door is the line's back sector. Keyed doors are left out (the recorded player carries no keys, so they never
-open and the walkable area already ends there), and so are doors that switches or walk-over lines open from
-elsewhere (their cells stay walkable). Only the classic (Doom) map format is read; a UDMF map has no doors here.
+A map's geometry is five lumps after its marker: VERTEXES (x, y), LINEDEFS (two vertices, flags, a special, a front
+and a back side), SIDEDEFS (the sector each side faces), SECTORS (floor and ceiling heights) and THINGS.
+
+A manual door is a sector whose ceiling starts at its floor, opened by USE on a line with a door special, from the
+line's front: the door is the line's back sector. Keyed doors are left out (the recorded player carries no keys, so
+they never open: they stay walls), and so are doors that switches or walk-over lines open from elsewhere (their
+cells stay walkable).
+
+The walls are what stops Doom's player for good: one-sided lines, lines flagged as blocking, two-sided lines whose
+opening is lower than the player or whose floors differ by more than a step, and the square boxes of solid
+decorations (pillars, lamps, trees, barrels) placed at the recorded skill. Lines of sectors that move (doors, lifts:
+any sector a line special acts on) are left out: doors have their own model, and the walkable area decides the rest.
+Only the classic (Doom) map format is read; a UDMF map has no doors or walls here.
 """
 
 from __future__ import annotations
@@ -21,7 +29,18 @@ from worldsim.world.doors import DoorSpec
 # line special -> (speed in map units per tic, stays open): Doom's manual doors that need no key
 MANUAL_DOORS = {1: (2, False), 117: (8, False), 31: (2, True), 118: (8, True)}
 DOOR_GAP = 4  # Doom opens a door to 4 units below the lowest ceiling around it
+# Doom's manual door specials that need a key (blue, yellow, red; opening once or closing again)
+KEYED_DOORS = {26, 27, 28, 32, 33, 34}
 NO_SIDE = 0xFFFF
+BLOCKS_PLAYER = 0x0001  # linedef flag
+PLAYER_HEIGHT, STEP_HEIGHT = 56, 24  # Doom: openings lower than the player and steps higher than this block
+# thing flags: the skills it appears at (1-2, 3, 4-5), and "multiplayer only"
+SKILL_FLAGS, MULTIPLAYER_ONLY = {1: 0x1, 2: 0x1, 3: 0x2, 4: 0x4, 5: 0x4}, 0x10
+# Doom's solid decorations that stand on the floor -> their radius (half the side of their square box); hanging
+# ones are left out (ZDoom, which ViZDoom runs, lets the player pass under them)
+SOLID_THINGS = {2035: 10, 2028: 16, 30: 16, 31: 16, 32: 16, 33: 16, 35: 16, 36: 16, 37: 16, 41: 16, 42: 16, 43: 16,
+                44: 16, 45: 16, 46: 16, 47: 16, 48: 16, 54: 32, 55: 16, 56: 16, 57: 16, 70: 16, 85: 16, 86: 16,
+                25: 16, 26: 16, 27: 16, 28: 16, 29: 16}
 
 _LINEDEF = np.dtype([("v1", "<u2"), ("v2", "<u2"), ("flags", "<u2"), ("special", "<u2"), ("tag", "<u2"),
                      ("front", "<u2"), ("back", "<u2")])
@@ -29,6 +48,7 @@ _SIDEDEF = np.dtype([("x", "<i2"), ("y", "<i2"), ("upper", "S8"), ("lower", "S8"
                      ("sector", "<u2")])
 _SECTOR = np.dtype([("floor", "<i2"), ("ceiling", "<i2"), ("floor_texture", "S8"), ("ceiling_texture", "S8"),
                     ("light", "<i2"), ("special", "<u2"), ("tag", "<u2")])
+_THING = np.dtype([("x", "<i2"), ("y", "<i2"), ("angle", "<u2"), ("type", "<u2"), ("flags", "<u2")])
 
 
 def wad_lumps(path: Path) -> list[tuple[str, int, int]]:
@@ -55,35 +75,55 @@ def wad_maps(path: Path) -> list[str]:
     return [names[i - 1] for i in range(1, len(names)) if names[i] in ("THINGS", "TEXTMAP")]
 
 
+class MapGeometry:
+    """One classic-format map's lumps, with each line's front and back sector (-1: no side) and its segment."""
+
+    def __init__(self, path: Path, map_name: str):
+        lumps = wad_lumps(path)
+        names = [name for name, _, _ in lumps]
+        if map_name.upper() not in names:
+            raise WorldsimError(f"no map {map_name} in {path}")
+        marker = names.index(map_name.upper())
+        parts = {name: (start, size) for name, start, size in lumps[marker + 1:marker + 12]}
+        self.classic = "TEXTMAP" not in parts and {"VERTEXES", "LINEDEFS", "SIDEDEFS", "SECTORS"} <= parts.keys()
+        if not self.classic:
+            parts = {}
+        with open(path, "rb") as f:
+            def read(name: str, dtype: np.dtype) -> np.ndarray:
+                if name not in parts:
+                    return np.zeros(0, dtype=dtype)
+                start, size = parts[name]
+                f.seek(start)
+                return np.frombuffer(f.read(size - size % dtype.itemsize), dtype=dtype)
+
+            vertices = read("VERTEXES", np.dtype("<i2")).reshape(-1, 2).astype(np.float64)
+            self.lines, self.sectors = read("LINEDEFS", _LINEDEF), read("SECTORS", _SECTOR)
+            self.things, sides = read("THINGS", _THING), read("SIDEDEFS", _SIDEDEF)
+        self.front, self.back = (np.array([int(sides[s]["sector"]) if s != NO_SIDE else -1 for s in self.lines[side]],
+                                          dtype=np.int64) for side in ("front", "back"))
+        self.segments = np.concatenate([vertices[self.lines["v1"]], vertices[self.lines["v2"]]], 1)  # x1, y1, x2, y2
+
+    def door_sectors(self, specials: set[int] | dict[int, object]) -> set[int]:
+        """The back sectors of lines with one of these door specials."""
+        return {int(self.back[i]) for i, special in enumerate(self.lines["special"])
+                if special in specials and self.back[i] >= 0}
+
+    def moving_sectors(self) -> set[int]:
+        """Sectors whose floor or ceiling a line special can move: manual doors, and every sector tagged by a line
+        with a special (remote doors, lifts, floors)."""
+        tags = {int(t) for t, special in zip(self.lines["tag"], self.lines["special"]) if special and t}
+        tagged = {i for i, tag in enumerate(self.sectors["tag"]) if int(tag) in tags}
+        return tagged | self.door_sectors(MANUAL_DOORS)
+
+
 def map_doors(path: Path, map_name: str) -> list[DoorSpec]:
     """The manual doors of a map that are shut when it starts (see the module's docstring for which)."""
-    lumps = wad_lumps(path)
-    names = [name for name, _, _ in lumps]
-    if map_name.upper() not in names:
-        raise WorldsimError(f"no map {map_name} in {path}")
-    marker = names.index(map_name.upper())
-    parts = {name: (start, size) for name, start, size in lumps[marker + 1:marker + 12]}
-    if "TEXTMAP" in parts or not {"VERTEXES", "LINEDEFS", "SIDEDEFS", "SECTORS"} <= parts.keys():
-        return []
-    with open(path, "rb") as f:
-        def read(name: str, dtype: np.dtype | str) -> np.ndarray:
-            start, size = parts[name]
-            f.seek(start)
-            return np.frombuffer(f.read(size), dtype=dtype)
-
-        vertices = read("VERTEXES", "<i2").reshape(-1, 2).astype(np.float64)
-        lines, sides, sectors = read("LINEDEFS", _LINEDEF), read("SIDEDEFS", _SIDEDEF), read("SECTORS", _SECTOR)
-
-    def sector_of(side: int) -> int:
-        return int(sides[side]["sector"]) if side != NO_SIDE else -1
-
-    front = np.array([sector_of(int(s)) for s in lines["front"]])
-    back = np.array([sector_of(int(s)) for s in lines["back"]])
-    segments = np.concatenate([vertices[lines["v1"]], vertices[lines["v2"]]], 1)  # (L, 4) x1, y1, x2, y2
+    geometry = MapGeometry(path, map_name)
+    lines, sectors, front, back = geometry.lines, geometry.sectors, geometry.front, geometry.back
     doors = []
-    for sector in sorted({int(back[i]) for i, special in enumerate(lines["special"]) if special in MANUAL_DOORS}):
-        if sector < 0 or sectors[sector]["ceiling"] > sectors[sector]["floor"]:
-            continue  # one-sided, or open from the start
+    for sector in sorted(geometry.door_sectors(MANUAL_DOORS)):
+        if sectors[sector]["ceiling"] > sectors[sector]["floor"]:
+            continue  # open from the start
         triggers = [i for i in np.nonzero(back == sector)[0] if lines["special"][i] in MANUAL_DOORS]
         around = (front == sector) | (back == sector)
         neighbours = {int(s) for s in np.concatenate([front[around], back[around]]) if s not in (-1, sector)}
@@ -91,5 +131,30 @@ def map_doors(path: Path, map_name: str) -> list[DoorSpec]:
             continue
         top = min(int(sectors[s]["ceiling"]) for s in neighbours) - DOOR_GAP - int(sectors[sector]["floor"])
         speed, stays_open = MANUAL_DOORS[int(lines["special"][triggers[0]])]
-        doors.append(DoorSpec(segments[around], segments[triggers], top, speed, stays_open))
+        doors.append(DoorSpec(geometry.segments[around], geometry.segments[triggers], top, speed, stays_open))
     return doors
+
+
+def map_walls(path: Path, map_name: str, skill: int = 3) -> np.ndarray:
+    """(N, 4) segments x1, y1, x2, y2 (map units) that always stop the player of a map at a skill (1-5), as the
+    module's docstring says: blocking lines, then the four sides of each solid decoration's box."""
+    if skill not in SKILL_FLAGS:
+        raise WorldsimError(f"skill must be 1-5, got {skill}")
+    geometry = MapGeometry(path, map_name)
+    lines, sectors, front, back = geometry.lines, geometry.sectors, geometry.front, geometry.back
+    moving = geometry.moving_sectors() - geometry.door_sectors(KEYED_DOORS)  # keyed doors never open: walls
+    walls = []
+    for i, line in enumerate(lines):
+        a, b = int(front[i]), int(back[i])
+        if a < 0 or b < 0 or line["flags"] & BLOCKS_PLAYER:
+            walls.append(i)
+        elif a not in moving and b not in moving:
+            opening = min(sectors[a]["ceiling"], sectors[b]["ceiling"]) - max(sectors[a]["floor"], sectors[b]["floor"])
+            if opening < PLAYER_HEIGHT or abs(int(sectors[a]["floor"]) - int(sectors[b]["floor"])) > STEP_HEIGHT:
+                walls.append(i)
+    placed = [t for t in geometry.things if t["flags"] & SKILL_FLAGS[skill] and not t["flags"] & MULTIPLAYER_ONLY]
+    boxes = [(float(t["x"]), float(t["y"]), float(SOLID_THINGS[int(t["type"])])) for t in placed
+             if int(t["type"]) in SOLID_THINGS]
+    sides = [(x + sx * r, y + sy * r, x + ex * r, y + ey * r) for x, y, r in boxes
+             for sx, sy, ex, ey in ((-1, -1, 1, -1), (1, -1, 1, 1), (1, 1, -1, 1), (-1, 1, -1, -1))]
+    return np.concatenate([geometry.segments[walls], np.array(sides, dtype=np.float64).reshape(-1, 4)])

@@ -23,6 +23,7 @@ from worldsim.training.recipe import Recipe, WorldSpec
 from worldsim.world.doors import DoorSpec
 from worldsim.world.memory import KeyframeMemory
 from worldsim.world.movement import MovementModel
+from worldsim.world.walls import Walls
 
 ENCODE_BATCH = 256
 
@@ -101,9 +102,11 @@ class TrainingData:
         train = self._windows(1, "train")
         ends = [*train.episode_starts[1:], len(train.poses)]
         episodes = [(train.poses[a:b], train.actions[a:b]) for a, b in zip(train.episode_starts, ends)]
+        walls = self._walls() if spec.walls else None
         self.movement = MovementModel.fit(episodes, tuple(self.scheme.control_names), spec.cell, spec.max_hole,
                                           self._doors() if spec.doors else None,
-                                          int(self.index.info.get("frame_skip", 2)))
+                                          int(self.index.info.get("frame_skip", 2)),
+                                          None if walls is None else Walls(walls), spec.reach)
         self.memory = (KeyframeMemory.build(spec.memory, train.latents, train.poses, train.frame_episodes)
                        if spec.memory.enabled else None)
         self._patch = patch
@@ -114,6 +117,13 @@ class TrainingData:
             return None
         from worldsim.data.doom import recorded_doors
         return recorded_doors(self.index.episodes[0].metadata)
+
+    def _walls(self) -> np.ndarray | None:
+        """The walls of the map the data was recorded on, when its engine's map file says (Doom)."""
+        if self.index.info.get("engine") != "vizdoom":
+            return None
+        from worldsim.data.doom import recorded_walls
+        return recorded_walls(self.index.episodes[0].metadata)
 
     def world_sets(self) -> dict[str, dict[str, torch.Tensor]]:
         """The weight sets a checkpoint carries the world's state in (movement, start poses, memory)."""

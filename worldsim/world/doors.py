@@ -13,6 +13,7 @@ player's state (worldsim/world/movement.py: `PlayerState.doors`), so snapshots, 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -65,7 +66,7 @@ class Doors:
         doors = cls(np.concatenate(triggers) if triggers else np.zeros((0, 4)),
                     np.concatenate([np.full(len(t), i) for i, t in enumerate(triggers)]) if triggers else [],
                     [s.top for s in specs], [s.speed for s in specs], [s.stays_open for s in specs], tics_per_frame)
-        return WalkableMap(walkable.origin, walkable.cell, walkable.grid, grid), doors
+        return dataclasses.replace(walkable, doors=grid), doors
 
     def start(self) -> tuple[DoorState, ...]:
         """Every door shut, as a map starts."""

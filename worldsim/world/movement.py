@@ -7,11 +7,11 @@ recorded frame the last command still acts in the next frame. Least squares on t
 coefficients (momentum; forward and strafe of the previous command; forward and strafe of this one), with the
 blocked frames (a wall ate the move) left out by a robust refit. The turn is a learned gain on the yaw command.
 Walls come from the walkable area (worldsim/world/walkable.py): the free move is clipped to it, sliding along its
-edge, so the movement never leaves the explored map. Doors (worldsim/world/doors.py) are walls of it until USE
-opens them; their states travel in the player's state.
+edge, so the movement never leaves the explored map; with the map's walls (walls.py) that edge is exact. Doors
+(worldsim/world/doors.py) are walls of it until USE opens them; their states travel in the player's state.
 
-Everything here is float64 numpy: tens of microseconds per frame, the same result on every machine, so a replay of
-the same actions gives the same poses bit for bit.
+Everything here is float64 numpy: a fraction of a millisecond per frame, the same result on every machine, so a
+replay of the same actions gives the same poses bit for bit.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch
 
 from worldsim.world.doors import Doors, DoorSpec, DoorState
 from worldsim.world.walkable import WalkableMap
+from worldsim.world.walls import Walls
 
 MOVE_CONTROLS = ("forward", "strafe", "yaw")
 MOTION_TERMS = 5
@@ -118,7 +119,7 @@ class MovementModel:
             delta = np.zeros(2)
         position = np.array([state.x, state.y])
         doors = state.doors if self.doors is not None else None
-        moved, _ = self.walkable.move(position, delta, None if doors is None else self.doors.closed(doors))
+        moved = self.walkable.move(position, delta, None if doors is None else self.doors.closed(doors))
         use = self._pressed_use(action)
         if doors is not None:  # Doom's order: the player moves, then uses, then the doors move
             doors = self._doors_after(doors, moved, heading, use and not state.use)
@@ -165,9 +166,11 @@ class MovementModel:
 
     @classmethod
     def fit(cls, episodes: list[tuple[np.ndarray, np.ndarray]], controls: tuple[str, ...], cell: float = 8.0,
-            max_hole: int = 64, doors: list[DoorSpec] | None = None, tics_per_frame: int = 2) -> MovementModel:
+            max_hole: int = 64, doors: list[DoorSpec] | None = None, tics_per_frame: int = 2,
+            walls: Walls | None = None, reach: float = 0.0) -> MovementModel:
         """Learn from recorded episodes [(poses (T, 3), actions (T, A))], where actions[t] produced poses[t]; with
-        the map's `doors` (the recording engine's, `tics_per_frame` engine tics per recorded frame)."""
+        the map's `doors` (the recording engine's, `tics_per_frame` engine tics per recorded frame) and `walls`
+        (the walkable area then reaches `reach` units past the recorded positions, up to them)."""
         index = [controls.index(c) for c in MOVE_CONTROLS if c in controls]
         if len(index) != len(MOVE_CONTROLS):
             raise ValueError(f"learned movement needs the controls {list(MOVE_CONTROLS)}, got {list(controls)}")
@@ -204,7 +207,7 @@ class MovementModel:
             keep = residual <= max(OUTLIER_FACTOR * float(np.median(residual[keep])), MIN_OUTLIER)
         motion = _refine_open_loop(motion, turn_gain, episodes, index)
         positions = np.concatenate([np.asarray(p, np.float64)[:, :2] for p, _ in episodes])
-        walkable, built = WalkableMap.fit(positions, cell, max_hole), None
+        walkable, built = WalkableMap.fit(positions, cell, max_hole, walls=walls, reach=reach), None
         if doors:
             walkable, built = Doors.build(doors, walkable, tics_per_frame)
         return cls(motion, turn_gain, walkable, controls, built)

@@ -6,9 +6,11 @@ cells are filled (an explorer crosses a room on a few paths; a room's floor betw
 outside stays a wall: the movement model is not allowed to leave the area, so a player stops at its edge or slides
 along it, and no rollout walks out of the explored map.
 
-Moves are checked in sub-steps of half a cell, so a fast move cannot tunnel through a wall one cell thick.
+Moves are checked in sub-steps of half a cell, so a fast move cannot tunnel through a wall one cell thick. A
+blocked move slides along what stopped it.
 Doors (doors.py) mark cells of the area that are walls while their door is shut: `contains` and `move` take which
-doors are shut.
+doors are shut. With the map's walls (walls.py) the area reaches `reach` units past the recorded positions up to
+them, and moves stop at them exactly.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from worldsim.world.walls import PLAYER_RADIUS, Walls
+
 
 @dataclass(frozen=True)
 class WalkableMap:
@@ -26,10 +30,13 @@ class WalkableMap:
     cell: float  # map units per cell side
     grid: np.ndarray  # (rows along y, columns along x) bool: True where the player's centre may be
     doors: np.ndarray | None = None  # (rows, columns) int16: the door whose cell it is, -1 for none
+    walls: Walls | None = None  # the map's walls, when its file is known
 
     @classmethod
-    def fit(cls, positions: np.ndarray, cell: float = 8.0, max_hole: int = 64, margin: int = 4) -> WalkableMap:
-        """The area covered by recorded player positions (N, 2) (map units)."""
+    def fit(cls, positions: np.ndarray, cell: float = 8.0, max_hole: int = 64, margin: int = 4,
+            walls: Walls | None = None, reach: float = 0.0) -> WalkableMap:
+        """The area covered by recorded player positions (N, 2) (map units); with the map's `walls`, reaching
+        `reach` units further up to them (`with_walls`)."""
         positions = np.asarray(positions, dtype=np.float64)
         if positions.ndim != 2 or positions.shape[1] < 2 or not len(positions):
             raise ValueError(f"positions must be (N, 2) with N > 0, got shape {positions.shape}")
@@ -42,7 +49,31 @@ class WalkableMap:
         grid[rows, cols] = True
         grid = _erode(_dilate(grid))  # close one-cell gaps between recorded paths
         grid = _fill_holes(grid, max_hole)
-        return cls((float(low[0]), float(low[1])), float(cell), grid)
+        walkable = cls((float(low[0]), float(low[1])), float(cell), grid)
+        return walkable if walls is None else walkable.with_walls(walls, reach)
+
+    def with_walls(self, walls: Walls, reach: float = 0.0) -> WalkableMap:
+        """This area bounded by the map's walls: it grows by `reach` units (the recorded players seldom touched
+        every wall of a room they crossed) and loses the cells no free place of the player's box lies in; what stays
+        is what the recorded area reaches without crossing a wall. Door cells are dropped: build the doors again."""
+        pad = int(np.ceil(reach / self.cell)) + 1
+        learned = np.pad(self.grid, pad)
+        origin = (self.origin[0] - pad * self.cell, self.origin[1] - pad * self.cell)
+        grown = learned.copy()
+        for _ in range(pad - 1):
+            grown = _dilate(grown)
+        rows, cols = np.nonzero(grown)
+        centres = np.stack([origin[0] + (cols + 0.5) * self.cell, origin[1] + (rows + 0.5) * self.cell], 1)
+        # a box shrunk by half a cell that a wall crosses means every place in the cell has one in the player's box
+        free = np.zeros_like(grown)
+        free[rows, cols] = walls.clear(centres, PLAYER_RADIUS - self.cell / 2)
+        reached = learned & free
+        while True:  # flood from the recorded cells through free ones
+            more = _dilate(reached) & free
+            if (more == reached).all():
+                break
+            reached = more
+        return WalkableMap(origin, self.cell, reached, None, walls)
 
     def cells(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         xy = np.asarray(xy, dtype=np.float64)
@@ -69,26 +100,43 @@ class WalkableMap:
         rows, cols = self.cells(xy)
         return int(self.doors[rows, cols])
 
-    def _path_clear(self, start: np.ndarray, delta: np.ndarray, shut: np.ndarray | None) -> bool:
-        steps = max(1, int(np.ceil(np.abs(delta).max() / (self.cell / 2))))
-        points = start + delta * (np.arange(1, steps + 1)[:, None] / steps)
-        return bool(self.contains(points, shut).all())
+    def _free(self, points: np.ndarray, shut: np.ndarray | None, stuck: np.ndarray | None) -> np.ndarray:
+        free = self.contains(points, shut)
+        if self.walls is not None:
+            free &= self.walls.clear(points, ignore=stuck)
+        return free
 
-    def move(self, xy: np.ndarray, delta: np.ndarray, shut: np.ndarray | None = None
-             ) -> tuple[np.ndarray, np.ndarray]:
-        """Move a point by `delta` (2,) inside the area (`shut` doors are walls): the whole move, else slide along
-        x or y, else stay. Returns the new point and which axes were blocked (2,) bool."""
+    def _path(self, start: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """Points along a move, half a cell apart at most (a move cannot tunnel through a wall a cell thick)."""
+        steps = max(1, int(np.ceil(np.abs(delta).max() / (self.cell / 2))))
+        return start + delta * (np.arange(1, steps + 1)[:, None] / steps)
+
+    def move(self, xy: np.ndarray, delta: np.ndarray, shut: np.ndarray | None = None) -> np.ndarray:
+        """Move a point by `delta` (2,) inside the area (`shut` doors are walls): the whole move, else the move
+        slid along the wall it meets, else along x or y (the larger first), else the player stays.
+
+        Measured against the engine's player on held-out play, this beats going up to the wall first and sliding
+        only the rest (as Doom's code reads): with two engine tics a frame, a player that meets a wall mid-frame
+        has lost most of the frame's move along it too."""
         xy, delta = np.asarray(xy, dtype=np.float64), np.asarray(delta, dtype=np.float64)
-        if self._path_clear(xy, delta, shut):
-            return xy + delta, np.zeros(2, dtype=bool)
-        for axis in np.argsort(-np.abs(delta)):  # slide along the larger component first
+        stuck = None
+        if self.walls is not None:  # walls the player's box already overlaps do not hold it: it may walk out
+            crosses, near = self.walls.crossing(xy[None])
+            stuck = near[crosses[0]]
+        points = self._path(xy, delta)
+        free = self._free(points, shut, stuck)
+        if free.all():
+            return xy + delta
+        wall = None if self.walls is None else self.walls.direction(points[int(np.argmin(free))], stuck)
+        slides = [] if wall is None else [wall * float(delta @ wall)]
+        for axis in np.argsort(-np.abs(delta), kind="stable"):
             along = np.zeros(2)
             along[axis] = delta[axis]
-            if along[axis] != 0 and self._path_clear(xy, along, shut):
-                blocked = np.ones(2, dtype=bool)
-                blocked[axis] = False
-                return xy + along, blocked
-        return xy.copy(), np.ones(2, dtype=bool)
+            slides.append(along)
+        for along in slides:
+            if along.any() and self._free(self._path(xy, along), shut, stuck).all():
+                return xy + along
+        return xy.copy()
 
     def nearest_inside(self, xy: np.ndarray) -> np.ndarray:
         """The centre of the walkable cell nearest to a point (a start point off the learned area is moved on)."""
@@ -100,14 +148,17 @@ class WalkableMap:
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
         doors = {} if self.doors is None else {"doors": torch.from_numpy(self.doors.astype(np.int16))}
+        walls = {} if self.walls is None else {f"walls.{k}": v for k, v in self.walls.to_tensors().items()}
         return {"grid": torch.from_numpy(self.grid.astype(np.uint8)),
-                "origin_cell": torch.tensor([*self.origin, self.cell], dtype=torch.float64), **doors}
+                "origin_cell": torch.tensor([*self.origin, self.cell], dtype=torch.float64), **doors, **walls}
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> WalkableMap:
         x, y, cell = tensors["origin_cell"].tolist()
         doors = tensors["doors"].numpy().astype(np.int16) if "doors" in tensors else None
-        return cls((x, y), cell, tensors["grid"].numpy().astype(bool), doors)
+        walls = Walls.from_tensors({k[6:]: v for k, v in tensors.items() if k.startswith("walls.")}) \
+            if "walls.segments" in tensors else None
+        return cls((x, y), cell, tensors["grid"].numpy().astype(bool), doors, walls)
 
 
 def _dilate(grid: np.ndarray) -> np.ndarray:

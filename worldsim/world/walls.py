@@ -1,0 +1,76 @@
+"""Walls: the map's line segments that stop the player, tested against the player's square box.
+
+The walkable area (walkable.py) is learned on a grid of 8-unit cells from where recorded players have been, so its
+edge is where they happened to turn back, give or take a cell, and a player of the world stops short of a wall or
+walks into it by a few units; the engine stops it exactly. When the map file is known (Doom: worldsim/data/doom_map.py
+reads which lines always block), the walls make the edge exact. Doom's player is a square box, 32 units a side
+whatever its heading; a place is free when no wall segment crosses the box.
+
+Everything is float64 numpy and deterministic, like the rest of the movement.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+PLAYER_RADIUS = 16.0  # Doom: half the side of the player's square box
+
+
+class Walls:
+    def __init__(self, segments: np.ndarray):
+        self.segments = np.ascontiguousarray(segments, dtype=np.float64).reshape(-1, 4)  # x1, y1, x2, y2
+        self._low = np.minimum(self.segments[:, :2], self.segments[:, 2:])
+        self._high = np.maximum(self.segments[:, :2], self.segments[:, 2:])
+
+    def __len__(self) -> int:
+        return len(self.segments)
+
+    def crossing(self, points: np.ndarray, radius: float = PLAYER_RADIUS) -> tuple[np.ndarray, np.ndarray]:
+        """Which walls cross the box of `radius` around each point (K, 2): (K, M) bool over the M walls returned as
+        indices (M,), those near the points at all (the rest cross none)."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        low, high = points.min(0) - radius, points.max(0) + radius
+        near = np.nonzero((self._high >= low).all(1) & (self._low <= high).all(1))[0]
+        return _box_crosses(points, self.segments[near], radius), near
+
+    def clear(self, points: np.ndarray, radius: float = PLAYER_RADIUS, ignore: np.ndarray | None = None) -> np.ndarray:
+        """(K,) whether the box around each point (K, 2) is free of walls; `ignore`: wall indices that do not count
+        (those a player already overlaps, so it can walk out of them)."""
+        crosses, near = self.crossing(points, radius)
+        if ignore is not None and len(ignore):
+            crosses = crosses[:, ~np.isin(near, ignore)]
+        return ~crosses.any(1)
+
+    def direction(self, point: np.ndarray, ignore: np.ndarray | None = None) -> np.ndarray | None:
+        """The unit direction of the wall the box at `point` (2,) runs into, None when it touches none or walls of
+        different directions (a corner)."""
+        crosses, near = self.crossing(point)
+        hit = near[crosses[0]]
+        if ignore is not None:
+            hit = hit[~np.isin(hit, ignore)]
+        if not len(hit):
+            return None
+        along = self.segments[hit, 2:] - self.segments[hit, :2]
+        along /= np.linalg.norm(along, axis=1, keepdims=True)
+        if (np.abs(along[:, 0] * along[0, 1] - along[:, 1] * along[0, 0]) > 1e-9).any():
+            return None
+        return along[0]
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        return {"segments": torch.from_numpy(self.segments.copy())}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> Walls:
+        return cls(tensors["segments"].numpy())
+
+
+def _box_crosses(points: np.ndarray, segments: np.ndarray, radius: float) -> np.ndarray:
+    """(K, M) whether segment m crosses (or touches) the axis-aligned box of `radius` around point k: they overlap
+    along x, along y and along the segment's normal (the separating axis test)."""
+    start, end = segments[None, :, :2], segments[None, :, 2:]
+    middle, half = (start + end) / 2, np.abs(end - start) / 2
+    offset = points[:, None, :] - middle  # (K, M, 2)
+    overlap = (np.abs(offset) <= half + radius).all(-1)
+    normal = np.stack([end[..., 1] - start[..., 1], start[..., 0] - end[..., 0]], -1)  # (1, M, 2), not unit
+    return overlap & (np.abs((offset * normal).sum(-1)) <= radius * np.abs(normal).sum(-1))
