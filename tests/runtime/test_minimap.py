@@ -16,6 +16,7 @@ from worldsim.runtime.profile import load_profile
 from worldsim.runtime.session import WorldSession
 from worldsim.world.movement import PlayerState
 from worldsim.world.walkable import WalkableMap
+from worldsim.world.walls import Walls
 
 ROOM = 160.0  # map units: a square room, walked all over, with walls (the fit's margin) around it
 
@@ -66,6 +67,17 @@ def test_door_cells_are_drawn_amber(room):
     assert r > g > b + 40  # amber over the black background
     floor = surface.get_at(minimap.to_screen(30.0, 30.0))[:3]
     assert max(floor) - min(floor) < 10  # where the floor stays grey
+
+
+def test_the_maps_walls_are_drawn_as_lines(room):
+    walls = Walls(np.array([[40.0, 0.0, 40.0, 150.0]]))  # a wall line across the floor at x = 40
+    minimap = Minimap(dataclasses.replace(room, walls=walls))
+    surface = drawn(minimap, None)
+    line = surface.get_at(minimap.to_screen(40.0, 80.0))[:3]
+    floor = surface.get_at(minimap.to_screen(80.0, 80.0))[:3]
+    assert sum(line) < sum(floor) - 100  # dark on the light floor
+    plain = drawn(Minimap(room), None).get_at(minimap.to_screen(40.0, 80.0))[:3]
+    assert sum(plain) > sum(line) + 100  # no line without walls
 
 
 def test_map_y_goes_up_on_screen_and_heading_turns_with_it(room):

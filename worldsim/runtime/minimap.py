@@ -2,9 +2,10 @@
 
 It sits in the window's top right corner, under the HUD's badges, in a square box a quarter of the window's shorter
 side (the map's aspect ratio kept inside it). The walkable grid is rendered once per window size into a cached
-translucent surface (floor light, walls dark, doors amber); each frame only the trail (a polyline), the heading (a
-short line) and the player (a dot) are drawn over it. Trail points are converted to screen pixels once, when they
-are added (all of them again only when the window changes size), so a frame costs one blit and three draw calls.
+translucent surface (floor light, walls dark, doors amber, and the map's wall lines when the movement has them);
+each frame only the trail (a polyline), the heading (a short line) and the player (a dot) are drawn over it. Trail
+points are converted to screen pixels once, when they are added (all of them again only when the window changes
+size), so a frame costs one blit and three draw calls.
 
 The trail keeps the last TRAIL_FRAMES positions: a kiosk that runs for days holds the same few kilobytes.
 Map y goes up, screen y goes down: the map is flipped on the way to the screen.
@@ -29,6 +30,7 @@ HEADING_DOTS = 3.0  # the heading line's length, in dot radii
 FLOOR = (225, 225, 225, 140)  # translucent: the world stays visible under the map
 WALL = (15, 15, 15, 200)
 DOOR = (230, 150, 30, 220)  # cells a door closes (worldsim/world/doors.py), shut or open
+WALL_LINE = (70, 70, 70, 230)  # the map's walls (worldsim/world/walls.py)
 BORDER = (235, 235, 235, 200)
 TRAIL = (90, 200, 255)
 PLAYER = (255, 60, 60)
@@ -98,8 +100,16 @@ class Minimap:
         # crisp cells when each gets a pixel or more; averaged when shrunk, so a corridor one cell wide stays
         resize = pygame.transform.scale if size[0] >= grid.shape[1] else pygame.transform.smoothscale
         image = resize(cells, size)  # a copy: `rgba` may go
+        if self.walkable.walls is not None:
+            for x1, y1, x2, y2 in self.walkable.walls.segments:
+                start, end = self._to_image(x1, y1, size), self._to_image(x2, y2, size)
+                pygame.draw.line(image, WALL_LINE, start, end)
         pygame.draw.rect(image, BORDER, image.get_rect(), 1)
         return image.convert_alpha() if pygame.display.get_surface() is not None else image
+
+    def _to_image(self, x: float, y: float, size: tuple[int, int]) -> tuple[int, int]:
+        return (int((x - self.walkable.origin[0]) * size[0] / self.extent[0]),
+                int(size[1] - (y - self.walkable.origin[1]) * size[1] / self.extent[1]))
 
     def draw(self, surface: pygame.Surface, player: PlayerState | None) -> None:
         """The map, the trail, and the player's heading and position, in `surface`'s top right corner."""
