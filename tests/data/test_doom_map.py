@@ -23,16 +23,18 @@ def write_wad(path: Path, lumps: list[tuple[str, bytes]]) -> Path:
 
 
 def door_map(special: int = 1, door_ceiling: int = 0, door_floor: int = 0,
-             things: tuple[tuple[int, int, int, int], ...] = ()) -> list[tuple[str, bytes]]:
-    """Two rooms (sectors 0 and 2, ceilings 128 and 100) joined by a door (sector 1, x 100-116, y 0-64) whose two
-    faces carry `special`; plus a wall line with no special, and `things` (x, y, type, flags)."""
+             things: tuple[tuple[int, int, int, int], ...] = (), wall_special: int = 0, tag: int = 0
+             ) -> list[tuple[str, bytes]]:
+    """Two rooms (sectors 0 and 2, ceilings 128 and 100) joined by a door (sector 1, x 100-116, y 0-64, tagged `tag`)
+    whose two faces carry `special`; plus a wall line of the west room carrying `wall_special` toward `tag`, and
+    `things` (x, y, type, flags)."""
     vertices = [(100, 0), (100, 64), (116, 64), (116, 0), (0, 0), (0, 64)]
     # v1, v2, flags, special, tag, front side, back side
     lines = [(0, 1, 4, special, 0, 0, 1),  # west face: front is the west room, back the door
              (2, 3, 4, special, 0, 2, 3),  # east face
              (1, 2, 1, 0, 0, 4, 0xFFFF),  # the door's tracks: one-sided
              (3, 0, 1, 0, 0, 5, 0xFFFF),
-             (4, 5, 1, 0, 0, 6, 0xFFFF)]  # a wall of the west room
+             (4, 5, 1, wall_special, tag, 6, 0xFFFF)]  # a wall of the west room
     sides = [0, 1, 2, 1, 1, 1, 0]  # the sector each side faces
     sectors = [(0, 128), (door_floor, door_ceiling), (0, 100)]
     placed = b"".join(struct.pack("<5H", x, y, 0, kind, flags) for x, y, kind, flags in things)
@@ -40,7 +42,8 @@ def door_map(special: int = 1, door_ceiling: int = 0, door_floor: int = 0,
             ("LINEDEFS", b"".join(struct.pack("<7H", *line) for line in lines)),
             ("SIDEDEFS", b"".join(struct.pack("<hh8s8s8sH", 0, 0, b"-", b"-", b"-", s) for s in sides)),
             ("VERTEXES", b"".join(struct.pack("<hh", *v) for v in vertices)),
-            ("SECTORS", b"".join(struct.pack("<hh8s8shHH", f, c, b"F", b"C", 160, 0, 0) for f, c in sectors))]
+            ("SECTORS", b"".join(struct.pack("<hh8s8shHH", f, c, b"F", b"C", 160, 0, t)
+                                 for (f, c), t in zip(sectors, (0, tag, 0))))]
 
 
 def test_finds_the_map_and_its_door(tmp_path):
@@ -58,6 +61,15 @@ def test_door_kinds(tmp_path, special, stays_open, speed):
     assert (door.stays_open, door.speed) == (stays_open, speed)
 
 
+@pytest.mark.parametrize("special, stays_open, switch", [(103, True, True), (63, False, True), (90, False, False),
+                                                         (2, True, False)])
+def test_remote_doors_open_by_a_switch_or_a_walk_over_line(tmp_path, special, stays_open, switch):
+    [door] = map_doors(write_wad(tmp_path / "door.wad", door_map(special=0, wall_special=special, tag=7)), "MAP01")
+    assert door.stays_open == stays_open and door.speed == 2 and len(door.triggers) == 0
+    lines = door.switches if switch else door.walk_lines
+    assert lines.tolist() == [[0, 0, 0, 64]] and len(door.walk_lines if switch else door.switches) == 0
+
+
 @pytest.mark.parametrize("lumps", [door_map(special=26), door_map(door_ceiling=72)], ids=["keyed", "open at start"])
 def test_keyed_doors_and_doors_open_at_the_start_are_left_out(tmp_path, lumps):
     assert map_doors(write_wad(tmp_path / "door.wad", lumps), "MAP01") == []
@@ -72,11 +84,14 @@ def test_a_map_that_is_not_there_or_not_a_wad_is_a_clear_error(tmp_path):
         wad_maps(tmp_path / "junk.wad")
 
 
-def test_the_shipped_worlds_map_has_four_manual_doors():
+def test_the_shipped_worlds_map_has_four_manual_doors_and_two_remote_ones():
     vizdoom = pytest.importorskip("vizdoom", reason="ViZDoom not installed (pip install 'worldsim[train]')")
     doors = map_doors(Path(vizdoom.__file__).parent / "freedoom2.wad", "MAP01")
-    assert len(doors) == 4
-    assert sorted((d.speed, d.stays_open) for d in doors) == [(2, True), (8, False), (8, False), (8, False)]
+    manual = [d for d in doors if len(d.triggers)]
+    assert len(manual) == 4
+    assert sorted((d.speed, d.stays_open) for d in manual) == [(2, True), (8, False), (8, False), (8, False)]
+    remote = [d for d in doors if not len(d.triggers)]
+    assert sorted((len(d.switches), len(d.walk_lines)) for d in remote) == [(1, 0), (1, 2)]
     east = next(d for d in doors if np.isclose(d.triggers[:, 0], 704).any())  # the door to the east of the map
     assert sorted(east.triggers[:, 0].tolist()) == [704, 720]
 

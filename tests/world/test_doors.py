@@ -62,7 +62,7 @@ def test_a_door_that_closes_again_waits_then_shuts_but_not_on_the_player(model):
     assert model.doors.closed(walk(model, opened, STAND, frames).doors).all()
     doors = opened.doors
     for _ in range(frames):  # a player standing in the doorway the whole time
-        doors = model.doors.advance(doors, -1, 0)
+        doors = model.doors.advance(doors, inside=0)
         assert not model.doors.closed(doors).any()  # it comes down to the player's head and goes back up
 
 
@@ -118,3 +118,40 @@ def test_doors_build_from_no_specs_is_empty():
 def test_holding_use_uses_once(model):
     state = walk(model, model.start(np.array([170.0, 200.0, 0.0])), USE, 30)  # Doom: USE acts when it goes down
     assert not model.doors.closed(state.doors).any()
+
+
+def remote_door(switch: bool) -> DoorSpec:
+    """The same door, opened only from elsewhere: a switch on a pillar face at x = 100 (USE facing -x from x < 164),
+    or a walk-over line across the room at x = 150."""
+    outline = rectangle(200, 0, 216, 400)
+    line = np.array([[100.0, 150.0, 100.0, 250.0]]) if switch else np.array([[150.0, 0.0, 150.0, 400.0]])
+    return DoorSpec(outline, np.zeros((0, 4)), top=92, speed=8, stays_open=False,
+                    switches=line if switch else np.zeros((0, 4)), walk_lines=np.zeros((0, 4)) if switch else line)
+
+
+def test_a_switch_opens_a_door_elsewhere_and_use_on_the_door_does_not():
+    model = fit(remote_door(switch=True))
+    at_door = walk(model, model.step(model.start(np.array([170.0, 200.0, 0.0])), USE), STAND, 5)
+    assert model.doors.closed(at_door.doors).all()  # its face is no trigger
+    switched = walk(model, model.step(model.start(np.array([130.0, 200.0, 180.0])), USE), STAND, 10)
+    assert not model.doors.closed(switched.doors).any()
+    # a switch starts a shut door; one already moving is left alone (Doom's EV_DoDoor), where USE on a door's own
+    # face would send it back down
+    again = model.step(switched, USE)
+    assert again.doors[0][1] in (1, 0) and not model.doors.closed(again.doors).any()
+
+
+def test_walking_over_a_line_opens_its_door_and_the_player_walks_through():
+    model = fit(remote_door(switch=False))
+    state = walk(model, model.start(np.array([120.0, 200.0, 0.0])), WALK, 60)
+    assert state.x > 260  # crossed x = 150, the door rose before the player got to it
+    stopped = walk(model, model.start(np.array([160.0, 200.0, 0.0])), WALK, 60)  # starts past the line
+    assert stopped.x < 200 and model.doors.closed(stopped.doors).all()
+
+
+def test_remote_doors_survive_save_and_load():
+    model = fit(remote_door(switch=False))
+    loaded = MovementModel.from_tensors(model.to_tensors(), CONTROLS)
+    start = model.start(np.array([120.0, 200.0, 0.0]))
+    actions = np.repeat([WALK], 60, axis=0)
+    assert model.rollout(start, actions).tobytes() == loaded.rollout(loaded.start(start.pose), actions).tobytes()

@@ -4,10 +4,12 @@
 A map's geometry is five lumps after its marker: VERTEXES (x, y), LINEDEFS (two vertices, flags, a special, a front
 and a back side), SIDEDEFS (the sector each side faces), SECTORS (floor and ceiling heights) and THINGS.
 
-A manual door is a sector whose ceiling starts at its floor, opened by USE on a line with a door special, from the
-line's front: the door is the line's back sector. Keyed doors are left out (the recorded player carries no keys, so
-they never open: they stay walls), and so are doors that switches or walk-over lines open from elsewhere (their
-cells stay walkable).
+A door is a sector whose ceiling starts at its floor. A manual door opens by USE on a line with a door special,
+from the line's front: the door is the line's back sector. A remote door is every sector tagged by a switch (USE)
+or walk-over line (the player's centre crossing it) with a door-opening special. Keyed doors are left out (the
+recorded player carries no keys, so they never open: they stay walls), and so are doors that shoot-to-open lines or
+other specials open (their cells stay walkable). Doom's once-only lines (S1, W1) are read as repeatable: a door
+they open the second time was open already, or closes again anyway.
 
 The walls are what stops Doom's player for good: one-sided lines, lines flagged as blocking, two-sided lines whose
 opening is lower than the player or whose floors differ by more than a step, and the square boxes of solid
@@ -29,6 +31,12 @@ from worldsim.world.doors import DoorSpec
 # line special -> (speed in map units per tic, stays open): Doom's manual doors that need no key
 MANUAL_DOORS = {1: (2, False), 117: (8, False), 31: (2, True), 118: (8, True)}
 DOOR_GAP = 4  # Doom opens a door to 4 units below the lowest ceiling around it
+# line special -> (speed, stays open): Doom's remote door specials that open a shut door with no key, by a switch
+# (USE) or a walk-over line; doors that start open and close are not read
+SWITCH_DOORS = {29: (2, False), 63: (2, False), 111: (8, False), 114: (8, False),
+                103: (2, True), 61: (2, True), 112: (8, True), 115: (8, True)}
+WALK_DOORS = {4: (2, False), 90: (2, False), 105: (8, False), 108: (8, False),
+              2: (2, True), 86: (2, True), 106: (8, True), 109: (8, True)}
 # Doom's manual door specials that need a key (blue, yellow, red; opening once or closing again)
 KEYED_DOORS = {26, 27, 28, 32, 33, 34}
 NO_SIDE = 0xFFFF
@@ -117,21 +125,34 @@ class MapGeometry:
 
 
 def map_doors(path: Path, map_name: str) -> list[DoorSpec]:
-    """The manual doors of a map that are shut when it starts (see the module's docstring for which)."""
+    """The doors of a map that are shut when it starts (see the module's docstring for which)."""
     geometry = MapGeometry(path, map_name)
     lines, sectors, front, back = geometry.lines, geometry.sectors, geometry.front, geometry.back
+    specials, tags = lines["special"], lines["tag"]
+    kinds: dict[int, tuple[int, bool]] = {}  # door sector -> (speed, stays open), from the first line that opens it
+    for i in range(len(lines)):
+        special = int(specials[i])
+        if special in MANUAL_DOORS and back[i] >= 0:
+            kinds.setdefault(int(back[i]), MANUAL_DOORS[special])
+        elif (special in SWITCH_DOORS or special in WALK_DOORS) and tags[i]:
+            for sector in np.nonzero(sectors["tag"] == tags[i])[0]:
+                kinds.setdefault(int(sector), {**SWITCH_DOORS, **WALK_DOORS}[special])
     doors = []
-    for sector in sorted(geometry.door_sectors(MANUAL_DOORS)):
+    for sector, (speed, stays_open) in sorted(kinds.items()):
         if sectors[sector]["ceiling"] > sectors[sector]["floor"]:
             continue  # open from the start
-        triggers = [i for i in np.nonzero(back == sector)[0] if lines["special"][i] in MANUAL_DOORS]
         around = (front == sector) | (back == sector)
         neighbours = {int(s) for s in np.concatenate([front[around], back[around]]) if s not in (-1, sector)}
         if not neighbours:
             continue
         top = min(int(sectors[s]["ceiling"]) for s in neighbours) - DOOR_GAP - int(sectors[sector]["floor"])
-        speed, stays_open = MANUAL_DOORS[int(lines["special"][triggers[0]])]
-        doors.append(DoorSpec(geometry.segments[around], geometry.segments[triggers], top, speed, stays_open))
+        tagged = (tags == sectors[sector]["tag"]) & (sectors[sector]["tag"] > 0)
+
+        def triggers(table: dict[int, tuple[int, bool]], on: np.ndarray) -> np.ndarray:
+            return geometry.segments[on & np.isin(specials, list(table))]
+
+        doors.append(DoorSpec(geometry.segments[around], triggers(MANUAL_DOORS, back == sector), top, speed,
+                              stays_open, triggers(SWITCH_DOORS, tagged), triggers(WALK_DOORS, tagged)))
     return doors
 
 

@@ -1,9 +1,11 @@
-"""Doors: places of the walkable map that are walls until the player opens them with USE.
+"""Doors: places of the walkable map that are walls until the player opens them: USE on the door or a switch,
+or walking over a line.
 
 The walkable area (walkable.py) holds every place a recorded player has been, doorways included, so without doors a
 player of the world walks through closed ones where the recording engine would stop them. A door here is what the
-map file says it is (worldsim/data/doom_map.py reads Doom's): the lines that open it when USE is pressed facing
-them, how high it opens, how fast it moves and whether it closes again. Its cells on the walkable grid are those
+map file says it is (worldsim/data/doom_map.py reads Doom's): the lines that open it (USE facing the door itself,
+USE facing a switch, or the player's centre crossing a walk-over line), how high it opens, how fast it moves and
+whether it closes again. Its cells on the walkable grid are those
 where the player's box would overlap the door sector, walls while the door is lower than the player.
 
 A door's state is three integers, advanced per engine tic like Doom's door thinker: its height above its floor,
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,6 +30,7 @@ USE_RANGE = 64  # Doom: USE reaches lines this far ahead of the player's centre
 WAIT_TICS = 150  # Doom's VDOORWAIT: a door that closes again waits this long open
 DoorState = tuple[int, int, int]  # (height, direction, wait tics left)
 CLOSED: DoorState = (0, 0, 0)
+MANUAL, SWITCH, WALK = 0, 1, 2  # how a trigger line opens its door
 
 
 @dataclass(frozen=True)
@@ -35,19 +38,24 @@ class DoorSpec:
     """One door as the map file gives it (map units; x right, y up)."""
 
     outline: np.ndarray  # (K, 4) the door sector's boundary lines x1, y1, x2, y2
-    triggers: np.ndarray  # (M, 4) the lines USE opens it by
+    triggers: np.ndarray  # (M, 4) its own faces that USE opens it by (and closes it by, when it closes again)
     top: int  # map units above its floor it opens to
     speed: int  # map units per tic
     stays_open: bool  # Doom's "D1" doors; the others ("DR") close after WAIT_TICS
+    switches: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # lines elsewhere USE opens it by
+    walk_lines: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # lines crossing which opens it
 
 
 class Doors:
     """The doors of one walkable map: which cells each blocks (`walkable.doors`), and how they open and close."""
 
-    def __init__(self, triggers: np.ndarray, trigger_door: np.ndarray, top: np.ndarray, speed: np.ndarray,
-                 stays_open: np.ndarray, tics_per_frame: int):
-        self.triggers = np.ascontiguousarray(triggers, dtype=np.float64).reshape(-1, 4)
-        self.trigger_door = np.asarray(trigger_door, dtype=np.int64).reshape(-1)
+    def __init__(self, lines: np.ndarray, line_door: np.ndarray, top: np.ndarray, speed: np.ndarray,
+                 stays_open: np.ndarray, tics_per_frame: int, line_kind: np.ndarray | None = None):
+        self.lines = np.ascontiguousarray(lines, dtype=np.float64).reshape(-1, 4)  # every trigger line
+        self.line_door = np.asarray(line_door, dtype=np.int64).reshape(-1)  # the door each opens
+        # how each opens its door: MANUAL (USE on the door), SWITCH (USE elsewhere), WALK (crossing it)
+        self.line_kind = (np.zeros(len(self.lines), dtype=np.int64) if line_kind is None
+                          else np.asarray(line_kind, dtype=np.int64).reshape(-1))
         self.top = np.asarray(top, dtype=np.int64).reshape(-1)
         self.speed = np.asarray(speed, dtype=np.int64).reshape(-1)
         self.stays_open = np.asarray(stays_open, dtype=bool).reshape(-1)
@@ -62,10 +70,12 @@ class Doors:
         grid = np.full(walkable.grid.shape, -1, dtype=np.int16)
         for i, spec in enumerate(specs):
             grid[(grid < 0) & _door_cells(spec.outline, walkable)] = i
-        triggers = [spec.triggers for spec in specs]
-        doors = cls(np.concatenate(triggers) if triggers else np.zeros((0, 4)),
-                    np.concatenate([np.full(len(t), i) for i, t in enumerate(triggers)]) if triggers else [],
-                    [s.top for s in specs], [s.speed for s in specs], [s.stays_open for s in specs], tics_per_frame)
+        lines = [(np.asarray(group, dtype=np.float64).reshape(-1, 4), i, kind) for i, spec in enumerate(specs)
+                 for kind, group in ((MANUAL, spec.triggers), (SWITCH, spec.switches), (WALK, spec.walk_lines))]
+        doors = cls(np.concatenate([g for g, _, _ in lines]) if lines else np.zeros((0, 4)),
+                    np.concatenate([np.full(len(g), i) for g, i, _ in lines]) if lines else [],
+                    [s.top for s in specs], [s.speed for s in specs], [s.stays_open for s in specs], tics_per_frame,
+                    np.concatenate([np.full(len(g), k) for g, _, k in lines]) if lines else [])
         return dataclasses.replace(walkable, doors=grid), doors
 
     def start(self) -> tuple[DoorState, ...]:
@@ -80,25 +90,46 @@ class Doors:
         return np.array([height + (rise[i] if direction == 1 else 0) < PLAYER_HEIGHT
                          for i, (height, direction, _) in enumerate(states)], dtype=bool)
 
-    def used(self, x: float, y: float, heading: float) -> int:
-        """The door whose trigger line a USE press from (x, y) facing `heading` reaches (the nearest), else -1."""
-        if not len(self.triggers):
-            return -1
+    def used(self, x: float, y: float, heading: float) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """What a USE press from (x, y) facing `heading` reaches, the nearest line within reach: (doors whose own
+        face it is, doors a switch there opens); both empty when it reaches no trigger line."""
+        pressable = self.line_kind != WALK
+        if not pressable.any():
+            return (), ()
         a = math.radians(heading)
         reach = np.array([math.cos(a), math.sin(a)]) * USE_RANGE
-        hits = _crossing(np.array([x, y]), reach, self.triggers)
-        return int(self.trigger_door[np.argmin(hits)]) if np.isfinite(hits).any() else -1
+        hits = np.where(pressable, _crossing(np.array([x, y]), reach, self.lines), np.inf)
+        if not np.isfinite(hits).any():
+            return (), ()
+        nearest = np.nonzero(hits == hits.min())[0]  # a switch of several doors is one line per door
+        return (tuple(int(self.line_door[i]) for i in nearest if self.line_kind[i] == MANUAL),
+                tuple(int(self.line_door[i]) for i in nearest if self.line_kind[i] == SWITCH))
 
-    def advance(self, states: tuple[DoorState, ...], used: int, inside: int) -> tuple[DoorState, ...]:
-        """One recorded frame: the door `used` (-1: none) reacts to USE, then every door moves for the frame's tics.
-        `inside`: the door whose cells the player stands in (-1: none); a closing door does not close on them."""
+    def crossed(self, start: np.ndarray, end: np.ndarray) -> tuple[int, ...]:
+        """The doors whose walk-over lines the player's centre crosses moving from `start` to `end` (2,)."""
+        walk = self.line_kind == WALK
+        if not walk.any() or not (end != start).any():
+            return ()
+        hits = _crossing(np.asarray(start, dtype=np.float64), np.asarray(end, dtype=np.float64) - start,
+                         self.lines[walk])
+        return tuple(int(d) for d in self.line_door[walk][np.isfinite(hits)])
+
+    def advance(self, states: tuple[DoorState, ...], pressed: tuple[int, ...] = (), started: tuple[int, ...] = (),
+                inside: int = -1) -> tuple[DoorState, ...]:
+        """One recorded frame: the doors USE `pressed` on their own face react as Doom's EV_VerticalDoor, those a
+        switch or a walk-over line `started` open if they are shut and still (Doom's EV_DoDoor leaves a moving door
+        alone), then every door moves for the frame's tics. `inside`: the door whose cells the player stands in
+        (-1: none); a closing door does not close on them."""
         out = list(states)
-        if used >= 0:  # Doom's EV_VerticalDoor
-            height, direction, wait = out[used]
+        for door in pressed:
+            height, direction, wait = out[door]
             if direction == -1 or (height, direction) == (0, 0):
-                out[used] = (height, 1, 0)  # shut or closing: open (again)
-            elif not self.stays_open[used]:
-                out[used] = (height, -1, 0)  # opening or open: a closing door closes now
+                out[door] = (height, 1, 0)  # shut or closing: open (again)
+            elif not self.stays_open[door]:
+                out[door] = (height, -1, 0)  # opening or open: a closing door closes now
+        for door in started:
+            if out[door] == CLOSED:
+                out[door] = (0, 1, 0)
         for door, state in enumerate(out):
             if state != CLOSED:
                 out[door] = self._tics(door, state, inside == door)
@@ -125,17 +156,19 @@ class Doors:
         return height, direction, wait
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
-        return {"triggers": torch.from_numpy(self.triggers.copy()),
-                "trigger_door": torch.from_numpy(self.trigger_door.copy()),
+        return {"triggers": torch.from_numpy(self.lines.copy()),
+                "trigger_door": torch.from_numpy(self.line_door.copy()),
+                "trigger_kind": torch.from_numpy(self.line_kind.copy()),
                 "top": torch.from_numpy(self.top.copy()), "speed": torch.from_numpy(self.speed.copy()),
                 "stays_open": torch.from_numpy(self.stays_open.astype(np.uint8)),
                 "tics_per_frame": torch.tensor(self.tics_per_frame)}
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> Doors:
+        kind = tensors["trigger_kind"].numpy() if "trigger_kind" in tensors else None  # before remote doors: all MANUAL
         return cls(tensors["triggers"].numpy(), tensors["trigger_door"].numpy(), tensors["top"].numpy(),
                    tensors["speed"].numpy(), tensors["stays_open"].numpy().astype(bool),
-                   int(tensors["tics_per_frame"]))
+                   int(tensors["tics_per_frame"]), kind)
 
 
 def _crossing(start: np.ndarray, reach: np.ndarray, lines: np.ndarray) -> np.ndarray:

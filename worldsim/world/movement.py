@@ -121,8 +121,8 @@ class MovementModel:
         doors = state.doors if self.doors is not None else None
         moved = self.walkable.move(position, delta, None if doors is None else self.doors.closed(doors))
         use = self._pressed_use(action)
-        if doors is not None:  # Doom's order: the player moves, then uses, then the doors move
-            doors = self._doors_after(doors, moved, heading, use and not state.use)
+        if doors is not None:  # Doom's order: the player moves (crossing lines), then uses, then the doors move
+            doors = self._doors_after(doors, position, moved, heading, use and not state.use)
         velocity = moved - position
         return PlayerState(float(moved[0]), float(moved[1]), heading, float(velocity[0]), float(velocity[1]),
                            float(action[self.index[0]]), float(action[self.index[1]]), doors, use)
@@ -139,20 +139,23 @@ class MovementModel:
         if self.doors is None:
             return [None] * len(poses)
         states, doors, held = [], self.doors.start(), False
-        for pose, action in zip(poses, actions):
+        for t, (pose, action) in enumerate(zip(poses, actions)):
             use = self._pressed_use(action)
-            doors, held = self._doors_after(doors, pose[:2], float(pose[2]), use and not held), use
+            before = poses[max(t - 1, 0), :2]
+            doors, held = self._doors_after(doors, before, pose[:2], float(pose[2]), use and not held), use
             states.append(doors)
         return states
 
     def _pressed_use(self, action: np.ndarray) -> bool:
         return self.use is not None and float(action[self.use]) > 0.5
 
-    def _doors_after(self, doors: tuple[DoorState, ...], xy: np.ndarray, heading: float, used: bool
-                     ) -> tuple[DoorState, ...]:
-        """The doors after a frame that ends at `xy` facing `heading`, USE going down in it if `used`."""
-        door = self.doors.used(float(xy[0]), float(xy[1]), heading) if used else -1
-        return self.doors.advance(doors, door, self.walkable.door_at(xy))
+    def _doors_after(self, doors: tuple[DoorState, ...], start: np.ndarray, xy: np.ndarray, heading: float,
+                     used: bool) -> tuple[DoorState, ...]:
+        """The doors after a frame that moves the player from `start` to `xy` facing `heading`, USE going down in it
+        if `used`."""
+        pressed, switched = self.doors.used(float(xy[0]), float(xy[1]), heading) if used else ((), ())
+        started = switched + self.doors.crossed(np.asarray(start, dtype=np.float64), np.asarray(xy, dtype=np.float64))
+        return self.doors.advance(doors, pressed, started, self.walkable.door_at(xy))
 
     def rollout(self, state: PlayerState, actions: np.ndarray) -> np.ndarray:
         """Poses (T, 3) after each of `actions` (T, A), open loop."""
