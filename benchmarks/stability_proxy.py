@@ -94,6 +94,12 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
                           {"steps": 0, "world": {"movement": True, "memory": {
                               "keyframes": 8000, "cell": 24.0, "heading_bins": 24, "condition": False, "pull": 0.4}}},
                           None),
+    **{f"ship-pull-coarse-{scale}-{pull}": (f"the shipped world as it plays now (walls, hold still, write-back) "
+                                            f"with the pull moving only the mean of {scale}x{scale} latent cells, "
+                                            f"{pull} of the way: the keyframe anchors the layout, the generator "
+                                            "keeps its detail (no training)",
+                                            {"from": "ship", "memory": {"pull": pull, "pull_scale": scale}}, None)
+       for scale, pull in ((2, 0.4), (4, 0.4), (4, 0.6))},
     "ship-hold-still": ("the shipped world (keyframe pull 0.4, doors) with the generator's input noise held while the "
                         "tracked pose does not change (standing, or stopped by a wall; no training)",
                         {"from": "ship", "sampling": {"hold_still": True}}, None),

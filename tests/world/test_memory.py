@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from worldsim.world.memory import OFFSET_CHANNELS, SETTLE_FRAMES, KeyframeMemory, MemoryConfig, WrittenViews
+from worldsim.world.memory import (
+    OFFSET_CHANNELS,
+    SETTLE_FRAMES,
+    KeyframeMemory,
+    MemoryConfig,
+    WrittenViews,
+    pull_toward,
+)
 
 
 def recorded(n=600, seed=0):
@@ -118,3 +125,19 @@ def test_a_written_view_is_turned_to_the_current_heading():
     turned = written.view(np.array([10.0, 10.0, 20.0]), SETTLE_FRAMES)  # turned left: the old view moves right
     assert turned.shape == latent.shape and not torch.equal(turned, latent)
     assert turned[..., 12] < latent[..., 12]
+
+
+def test_the_pull_moves_the_whole_latent_or_only_its_coarse_layout():
+    gen = torch.Generator().manual_seed(0)
+    latent, view = torch.randn(1, 8, 12, 16, generator=gen), torch.randn(1, 8, 12, 16, generator=gen)
+    torch.testing.assert_close(pull_toward(latent, view, 0.4), torch.lerp(latent, view, 0.4))
+
+    def coarse(x):  # the block means
+        return torch.nn.functional.avg_pool2d(x, 4)
+
+    pulled = pull_toward(latent, view, 0.5, scale=4)
+    before = (coarse(latent) - coarse(view)).abs().mean()
+    assert (coarse(pulled) - coarse(view)).abs().mean() < 0.7 * before  # the layout moved toward the view
+    detail = latent - torch.nn.functional.interpolate(coarse(latent), scale_factor=4)
+    kept = pulled - torch.nn.functional.interpolate(coarse(pulled), scale_factor=4)
+    assert (kept - detail).abs().mean() < 0.2 * detail.abs().mean()  # the detail within blocks stayed

@@ -19,7 +19,7 @@ from worldsim.checkpoint import Checkpoint
 from worldsim.conditioning.scheme import Condition, Scheme, load_scheme
 from worldsim.models.kv_cache import CacheSnapshot
 from worldsim.rollout import step_frame
-from worldsim.world.memory import WrittenViews
+from worldsim.world.memory import WrittenViews, pull_toward
 from worldsim.world.movement import PlayerState
 
 # `sampling.hold_still`: a step counts as still when the player moves less than this (map units) and turns less than
@@ -171,7 +171,8 @@ class WorldSession:
                 view = self.written.view(before.pose, self.frame_index) if self.written is not None else None
                 if view is None:
                     view = self.memory.views(before.pose, dtype=self.dtype)[0]
-                self.latent = torch.lerp(self.latent, view.to(self.device, self.dtype), self.memory_pull)
+                self.latent = pull_toward(self.latent, view.to(self.device, self.dtype), self.memory_pull,
+                                          self.memory.config.pull_scale)
             self.player = after
             if self.pose_channels:
                 pose_maps = self.scheme.encoding.pose_maps(self.player.pose, self.grid)

@@ -21,6 +21,7 @@ from worldsim.models.generator import Generator
 from worldsim.models.kv_cache import KVCache
 from worldsim.rollout import step_frame
 from worldsim.training.clips import Clip
+from worldsim.world.memory import pull_toward
 
 
 class Discriminator(nn.Module):
@@ -59,7 +60,7 @@ def approximate_r1(logits: torch.Tensor, perturbed_logits: torch.Tensor, weight:
 def student_rollout(generator: Generator, clip: Clip, cache: KVCache | None = None,
                     gen: torch.Generator | None = None, first: torch.Tensor | None = None,
                     context_level: torch.Tensor | None = None, detach_every: int = 0,
-                    pull: float = 0.0) -> torch.Tensor:
+                    pull: float = 0.0, pull_scale: int = 1) -> torch.Tensor:
     """Generate frames 1..K-1 of `clip` autoregressively from its real first frame (or `first`), as at play time.
 
     The cache is differentiable (gradients flow through past K/V); the recycled input is detached. `context_level`
@@ -67,7 +68,7 @@ def student_rollout(generator: Generator, clip: Clip, cache: KVCache | None = No
     with context noise. `detach_every` > 0: the cache is detached every that many frames (truncated
     back-propagation), so long rollouts cost memory for one chunk only. `pull` > 0 (a world with a keyframe memory
     that pulls, `clip.views` set): each recycled latent is pulled that far toward the keyframe view of its pose
-    first, as the session does at play time.
+    first (its coarse layout only with `pull_scale` > 1), as the session does at play time.
     """
     B = clip.latents.shape[0]
     if cache is None:
@@ -84,7 +85,7 @@ def student_rollout(generator: Generator, clip: Clip, cache: KVCache | None = No
             context_noise = torch.randn(latent.shape, generator=gen, device=latent.device, dtype=latent.dtype)
         recycled = latent.detach()
         if pull > 0 and clip.views is not None:
-            recycled = torch.lerp(recycled, clip.views[:, i], pull)
+            recycled = pull_toward(recycled, clip.views[:, i], pull, pull_scale)
         latent = step_frame(generator, cache, recycled, frame_cond[:, i], token_cond[:, i], noise,
                             context_noise=context_noise,
                             context_level=context_level if context_level is not None else 0.0)

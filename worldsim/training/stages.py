@@ -297,7 +297,7 @@ def run_unroll(ctx: StageContext) -> Path:
             clip = with_still_clips(clip, cfg.still_fraction, no_op_frame, no_op_tokens, ctx.rng)
         with ctx.autocast():
             loss, stats = unroll_loss(generator, clip, cfg.context_noise, cfg.detach_every, ctx.rng,
-                                      ctx.recipe.world.memory.pull)
+                                      ctx.recipe.world.memory.pull, ctx.recipe.world.memory.pull_scale)
         stats["grad_norm"] = _optimizer_step(generator, optimizer, loss)
         return stats
 
@@ -372,7 +372,8 @@ def run_adversarial(ctx: StageContext) -> Path:
         with ctx.autocast():
             if cfg.forcing == "student":
                 fake = student_rollout(generator, clip, gen=ctx.rng, context_level=_context_levels(ctx, cfg),
-                                       detach_every=cfg.detach_every, pull=ctx.recipe.world.memory.pull)
+                                       detach_every=cfg.detach_every, pull=ctx.recipe.world.memory.pull,
+                                       pull_scale=ctx.recipe.world.memory.pull_scale)
             else:
                 fake = teacher_forced_fakes(generator, clip, ctx.rng)
         return _adversarial_update(ctx, cfg, generator, discriminator, opt_g, opt_d, fake, clip, clip,

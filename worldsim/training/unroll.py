@@ -44,13 +44,15 @@ def with_still_clips(clip: Clip, fraction: float, no_op_frame: torch.Tensor, no_
 
 
 def unroll_loss(generator: Generator, clip: Clip, context_noise: float = 0.0, detach_every: int = 0,
-                gen: torch.Generator | None = None, pull: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+                gen: torch.Generator | None = None, pull: float = 0.0, pull_scale: int = 1
+                ) -> tuple[torch.Tensor, dict[str, float]]:
     """MSE between the open-loop rollout of `clip` and its real frames 1..K-1, over all frames."""
     B = clip.latents.shape[0]
     level = None
     if context_noise > 0:
         level = torch.rand(B, generator=gen, device=clip.latents.device) * context_noise
-    fake = student_rollout(generator, clip, gen=gen, context_level=level, detach_every=detach_every, pull=pull)
+    fake = student_rollout(generator, clip, gen=gen, context_level=level, detach_every=detach_every, pull=pull,
+                           pull_scale=pull_scale)
     errors = (fake.float() - clip.targets.float()).pow(2).flatten(2).mean(2)  # (B, F)
     loss = errors.mean()
     half = errors.shape[1] // 2

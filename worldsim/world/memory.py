@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from worldsim.config import rng
 from worldsim.models.generator import turn_columns
@@ -50,6 +51,9 @@ class MemoryConfig:
     # At play, the recycled latent is pulled this far toward the keyframe of the pose it was seen from before the
     # step (0: off): drift cannot pile up where the world is pulled back to what was recorded there.
     pull: float = field(default=0.0, metadata=rng(0.0, 1.0))
+    # The pull moves only the average of blocks of this many latent cells a side (1: every cell): the keyframe then
+    # anchors the layout of the picture, and its detail stays the generator's own
+    pull_scale: int = field(default=1, metadata=rng(1, 64))
     # At play, the first frame generated in each (cell, heading bin) is written back, at most this many (0: off),
     # and the pull goes toward it there instead of the recorded keyframe (WrittenViews)
     write_back: int = field(default=0, metadata=rng(0, 1_000_000))
@@ -61,6 +65,17 @@ class MemoryConfig:
     def anchor_channels(self, latent_channels: int, patch: int) -> int:
         """Token-condition channels the memory adds: the keyframe's patches and the offset maps."""
         return latent_channels * patch * patch + OFFSET_CHANNELS if self.enabled and self.condition else 0
+
+
+def pull_toward(latent: torch.Tensor, view: torch.Tensor, pull: float, scale: int = 1) -> torch.Tensor:
+    """The recycled latent (..., C, h, w) pulled `pull` of the way toward `view`; with `scale` > 1 only its coarse
+    layout (the mean over scale x scale blocks, spread back smoothly) moves. Play and training share it."""
+    if scale <= 1:
+        return torch.lerp(latent, view, pull)
+    gap = (view - latent).flatten(0, -4)
+    coarse = F.interpolate(F.avg_pool2d(gap, scale, ceil_mode=True), size=gap.shape[-2:], mode="bilinear",
+                           align_corners=False)
+    return latent + pull * coarse.reshape(latent.shape)
 
 
 def wrap_degrees(angle: np.ndarray) -> np.ndarray:
