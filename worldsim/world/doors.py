@@ -5,8 +5,8 @@ The walkable area (walkable.py) holds every place a recorded player has been, do
 player of the world walks through closed ones where the recording engine would stop them. A door here is what the
 map file says it is (worldsim/data/doom_map.py reads Doom's): the lines that open it (USE facing the door itself,
 USE facing a switch, or the player's centre crossing a walk-over line), how high it opens, how fast it moves and
-whether it closes again. Its cells on the walkable grid are those
-where the player's box would overlap the door sector, walls while the door is lower than the player.
+whether it closes again. Its cells on the walkable grid are those where the player's box would overlap the door
+sector, walls while the door is lower than the player.
 
 A door's state is three integers, advanced per engine tic like Doom's door thinker: its height above its floor,
 its direction (1 up, 0 waiting or at rest, -1 down) and the tics it still waits open. The states live in the
