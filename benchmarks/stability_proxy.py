@@ -99,7 +99,7 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
                                             f"{pull} of the way: the keyframe anchors the layout, the generator "
                                             "keeps its detail (no training)",
                                             {"from": "ship", "memory": {"pull": pull, "pull_scale": scale}}, None)
-       for scale, pull in ((2, 0.4), (4, 0.4), (4, 0.6))},
+       for scale, pull in ((2, 0.4), (4, 0.4))},
     "ship-hold-still": ("the shipped world (keyframe pull 0.4, doors) with the generator's input noise held while the "
                         "tracked pose does not change (standing, or stopped by a wall; no training)",
                         {"from": "ship", "sampling": {"hold_still": True}}, None),
