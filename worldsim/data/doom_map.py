@@ -37,6 +37,7 @@ SWITCH_DOORS = {29: (2, False), 63: (2, False), 111: (8, False), 114: (8, False)
                 103: (2, True), 61: (2, True), 112: (8, True), 115: (8, True)}
 WALK_DOORS = {4: (2, False), 90: (2, False), 105: (8, False), 108: (8, False),
               2: (2, True), 86: (2, True), 106: (8, True), 109: (8, True)}
+REMOTE_DOORS = {**SWITCH_DOORS, **WALK_DOORS}
 # Doom's manual door specials that need a key (blue, yellow, red; opening once or closing again)
 KEYED_DOORS = {26, 27, 28, 32, 33, 34}
 NO_SIDE = 0xFFFF
@@ -93,9 +94,8 @@ class MapGeometry:
             raise WorldsimError(f"no map {map_name} in {path}")
         marker = names.index(map_name.upper())
         parts = {name: (start, size) for name, start, size in lumps[marker + 1:marker + 12]}
-        self.classic = "TEXTMAP" not in parts and {"VERTEXES", "LINEDEFS", "SIDEDEFS", "SECTORS"} <= parts.keys()
-        if not self.classic:
-            parts = {}
+        if "TEXTMAP" in parts or not {"VERTEXES", "LINEDEFS", "SIDEDEFS", "SECTORS"} <= parts.keys():
+            parts = {}  # not the classic format: an empty map (no doors, no walls)
         with open(path, "rb") as f:
             def read(name: str, dtype: np.dtype) -> np.ndarray:
                 if name not in parts:
@@ -134,9 +134,13 @@ def map_doors(path: Path, map_name: str) -> list[DoorSpec]:
         special = int(specials[i])
         if special in MANUAL_DOORS and back[i] >= 0:
             kinds.setdefault(int(back[i]), MANUAL_DOORS[special])
-        elif (special in SWITCH_DOORS or special in WALK_DOORS) and tags[i]:
+        elif special in REMOTE_DOORS and tags[i]:
             for sector in np.nonzero(sectors["tag"] == tags[i])[0]:
-                kinds.setdefault(int(sector), {**SWITCH_DOORS, **WALK_DOORS}[special])
+                kinds.setdefault(int(sector), REMOTE_DOORS[special])
+
+    def triggers(table: dict[int, tuple[int, bool]], on: np.ndarray) -> np.ndarray:
+        return geometry.segments[on & np.isin(specials, list(table))]
+
     doors = []
     for sector, (speed, stays_open) in sorted(kinds.items()):
         if sectors[sector]["ceiling"] > sectors[sector]["floor"]:
@@ -147,10 +151,6 @@ def map_doors(path: Path, map_name: str) -> list[DoorSpec]:
             continue
         top = min(int(sectors[s]["ceiling"]) for s in neighbours) - DOOR_GAP - int(sectors[sector]["floor"])
         tagged = (tags == sectors[sector]["tag"]) & (sectors[sector]["tag"] > 0)
-
-        def triggers(table: dict[int, tuple[int, bool]], on: np.ndarray) -> np.ndarray:
-            return geometry.segments[on & np.isin(specials, list(table))]
-
         doors.append(DoorSpec(geometry.segments[around], triggers(MANUAL_DOORS, back == sector), top, speed,
                               stays_open, triggers(SWITCH_DOORS, tagged), triggers(WALK_DOORS, tagged)))
     return doors
