@@ -58,6 +58,10 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
                       "as an input; 48-frame rollouts, context noise 0.3 / 0.1",
                       {"clip_frames": 48, "context_noise": 0.3, "play_context_noise": 0.1, "input_lr": 1e-3,
                        "world": {"movement": True, "memory": {"keyframes": 3000}}}, None),
+    "memory-attend-unroll": ("memory-unroll with the keyframe view attended as extra tokens of each frame (as the "
+                             "sink frame is) instead of taken as input channels",
+                             {"clip_frames": 48, "context_noise": 0.3, "play_context_noise": 0.1, "input_lr": 1e-3,
+                              "world": {"movement": True, "memory": {"keyframes": 3000, "attend": True}}}, None),
     "memory-adv": ("posed keyframe memory as an input; adversarial student forcing on 48-frame rollouts (D from the "
                    "shipped generator), context noise 0.3 / 0.1, L2 on the first 8 frames",
                    {"stage": "adversarial", "clip_frames": 48, "batch": 2, "context_noise": 0.3,
@@ -84,6 +88,10 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
                                       "keyframe of its pose (no more training)",
                                       {"from": "memory-unroll", "memory": {"pull": pull}}, None)
        for pull in (0.1, 0.3)},
+    "memory-unroll-movement-now": ("memory-unroll played with memory-attend-unroll's movement (walls and doors, "
+                                   "fitted by the same code), so the two ways to take the keyframe meet the same "
+                                   "pose (no more training)",
+                                   {"from": "memory-unroll", "movement": "memory-attend-unroll"}, None),
     "ship-write-back": ("the shipped world (keyframe pull 0.4, doors) with generated frames written back (512 "
                         "slots): each cell and heading bin keeps the frame its first 2 s settled on under the "
                         "keyframe's pull, and later the pull goes toward it (no training)",
@@ -143,17 +151,22 @@ def train_arm(name: str, overrides: dict, out: Path, recipe_name: str) -> Path:
     return checkpoint
 
 
+def arm_checkpoint(name: str, out: Path) -> Path:
+    """A trained arm's checkpoint, or the shipped one ("ship")."""
+    if name == "ship":
+        return Path(SHIPPED)
+    stage = json.loads((out / name / "trained.json").read_text())["stage"]
+    return out / name / stage / "checkpoint"
+
+
 def play_variant(name: str, overrides: dict, out: Path) -> Path:
     """Another arm's checkpoint (or the shipped one: "ship") played with other keyframe-memory or sampling settings
-    (a copy with those config entries changed)."""
-    if overrides["from"] == "ship":
-        source = SHIPPED
-    else:
-        stage = json.loads((out / overrides["from"] / "trained.json").read_text())["stage"]
-        source = out / overrides["from"] / stage / "checkpoint"
+    (a copy with those config entries changed), or with another arm's movement (`movement`: that arm's name)."""
     checkpoint = out / name / "checkpoint"
     if not checkpoint.exists():
-        shutil.copytree(source, checkpoint)
+        shutil.copytree(arm_checkpoint(overrides["from"], out), checkpoint)
+        if "movement" in overrides:
+            shutil.copy(arm_checkpoint(overrides["movement"], out) / "movement.safetensors", checkpoint)
         config = yaml.safe_load((checkpoint / "config.yaml").read_text())
         for section in ("memory", "sampling"):
             config[section].update(overrides.get(section, {}))

@@ -445,9 +445,9 @@ def frame_flops(config) -> dict:
     attention against the full cache, and the decoder's convolutions. Element-wise work is not counted."""
     g, v = config.generator, config.vae
     T, D, L = g.tokens, g.dim, g.depth
-    keys = (g.window + g.sink) * T
+    keys = (g.window + g.sink + (1 if g.memory_channels else 0)) * T  # + an attended keyframe view's tokens
     hidden = int(D * g.mlp_ratio)
-    in_features = 2 * g.latent_channels * g.patch ** 2 + g.token_cond_channels
+    in_features = 2 * g.latent_channels * g.patch ** 2 + g.token_cond_channels - g.memory_channels
     embed = 2 * (128 * D + D * D) * 2 + (2 * (g.frame_cond_dim * D + D * D) if g.frame_cond_dim else 0)
     parts = {
         "generator_projections": L * (2 * T * D * 3 * D + 2 * T * D * D),
@@ -455,6 +455,9 @@ def frame_flops(config) -> dict:
         "generator_adaln": L * 2 * D * 6 * D + 2 * D * 2 * D,
         "generator_attention": L * 2 * 2 * T * keys * D,
         "generator_embed_head": 2 * T * in_features * D + embed + 2 * T * D * g.latent_channels * g.patch ** 2,
+        # the view's embedding (two layers) and its keys and values in every layer
+        "generator_memory": (2 * T * (g.memory_channels * D + D * D) + L * 2 * T * D * 2 * D) if g.memory_channels
+        else 0,
         "decoder_convs": decoder_flops(v),
     }
     parts["generator"] = sum(v for k, v in parts.items() if k.startswith("generator_"))

@@ -133,6 +133,11 @@ def _check_config(config: CheckpointConfig, where: Path | None) -> None:
                           f"frame_cond_dim={g.frame_cond_dim}, token_cond_channels={g.token_cond_channels}",
                           f"frame_cond_dim={encoding.frame_dim}, token_cond_channels={encoding.token_channels}"
                           f"{memory}")
+    attended = config.memory.attended_channels(g.latent_channels, g.patch)
+    if g.memory_channels != attended:
+        raise ConfigError(where, "generator.memory_channels", "the generator's attended keyframe view does not match "
+                          "the memory's `attend` setting", g.memory_channels,
+                          f"{attended} (memory.attend: {config.memory.attend})")
 
 
 def load_config(path: Path) -> CheckpointConfig:

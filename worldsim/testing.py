@@ -75,19 +75,22 @@ def toy_track(steps: int = 400, seed: int = 0, room: float = 400.0, friction: fl
 
 def random_world_checkpoint(path: str | Path, keyframes: int = 12, seed: int = 0, scheme: str = "camera",
                             condition: bool = True, pull: float = 0.0, write_back: int = 0, doors: list | None = None,
-                            **generator_overrides) -> Path:
+                            attend: bool = False, **generator_overrides) -> Path:
     """A random-weight world with a learned movement (fitted on `toy_track`, with `doors`: DoorSpecs) and, with
-    `keyframes` > 0, a keyframe memory of random latents at poses of that track whose anchor its generator takes."""
+    `keyframes` > 0, a keyframe memory of random latents at poses of that track whose anchor its generator takes
+    (`attend`: attends to)."""
     from worldsim.world.memory import KeyframeMemory, MemoryConfig
     from worldsim.world.movement import MovementModel
 
     torch.manual_seed(seed)
     config = random_config(scheme=scheme, **generator_overrides)
     memory_config = MemoryConfig(keyframes=keyframes, cell=48.0, heading_bins=4, condition=condition, pull=pull,
-                                 write_back=write_back)
+                                 write_back=write_back, attend=attend)
     g = config.generator
     anchored = from_dict(GeneratorConfig, {**to_dict(g), "token_cond_channels": g.token_cond_channels +
-                                           memory_config.anchor_channels(g.latent_channels, g.patch)})
+                                           memory_config.anchor_channels(g.latent_channels, g.patch),
+                                           "memory_channels": memory_config.attended_channels(g.latent_channels,
+                                                                                              g.patch)})
     config = replace(config, generator=anchored, memory=memory_config)
     generator, vae = build_models(config)
     perturb_(generator, seed=seed)

@@ -87,3 +87,14 @@ def test_an_export_of_another_checkpoint_is_refused(exported, tmp_path):
         read_manifest(exported, other)
     with pytest.raises(WorldsimError, match="not a worldsim ONNX export"):
         read_manifest(tmp_path, other)
+
+
+def test_a_world_that_attends_to_its_keyframe_exports_and_agrees(tmp_path):
+    from worldsim.testing import random_world_checkpoint
+
+    checkpoint = load_checkpoint(random_world_checkpoint(tmp_path / "attend", attend=True))
+    assert checkpoint.generator.config.memory_channels
+    out = tmp_path / "onnx"
+    export_checkpoint(checkpoint, out)  # verifies a rollout past the window against torch, or raises
+    verified = json.loads((out / MANIFEST_FILE).read_text())["verified"]
+    assert verified["within_tolerance"] and verified["frames"] > verified["window"] + verified["sink"]

@@ -10,10 +10,12 @@ from worldsim.rollout import step_frame
 from worldsim.testing import perturb_
 
 
-def make_generator(window: int, sink: int, token_channels: int = 2, frame_dim: int = 3) -> Generator:
+def make_generator(window: int, sink: int, token_channels: int = 2, frame_dim: int = 3,
+                   view_channels: int = 0) -> Generator:
+    """A tiny generator; the last `view_channels` of its token channels are an attended keyframe view."""
     torch.manual_seed(0)
     config = GeneratorConfig(latent_channels=4, latent_size=(4, 6), patch=2, frame_cond_dim=frame_dim,
-                             token_cond_channels=token_channels,
+                             token_cond_channels=token_channels, memory_channels=view_channels,
                              **{**GENERATOR_PRESETS["tiny"], "window": window, "sink": sink})
     g = Generator(config).eval()
     perturb_(g, scale=0.1)
@@ -28,10 +30,11 @@ def random_inputs(frames: int, batch: int = 2, token_channels: int = 2, frame_di
             torch.rand(batch, frames, generator=gen))
 
 
-@pytest.mark.parametrize("window,sink", [(3, 1), (3, 0), (3, 2), (16, 1), (1, 1)])
-def test_cached_steps_equal_full_recompute(window, sink):
-    g = make_generator(window, sink)
-    noisy, recycled, tokens, frame, t, aug = random_inputs(frames=10)
+@pytest.mark.parametrize("window,sink,view", [(3, 1, 0), (3, 0, 0), (3, 2, 0), (16, 1, 0), (1, 1, 0), (3, 1, 3),
+                                             (3, 0, 3), (16, 1, 3)])
+def test_cached_steps_equal_full_recompute(window, sink, view):
+    g = make_generator(window, sink, token_channels=2 + view, view_channels=view)
+    noisy, recycled, tokens, frame, t, aug = random_inputs(frames=10, token_channels=2 + view)
     with torch.no_grad():
         full = g(noisy, recycled, tokens, frame, t, aug)
         cache = g.new_cache(batch=2)
@@ -153,3 +156,35 @@ def test_reprojection_follows_the_configured_yaw_entry_and_is_off_by_default():
 def test_bad_yaw_reprojection_is_refused(bad):
     with pytest.raises(ValueError, match="yaw_reprojection"):
         GeneratorConfig(frame_cond_dim=3, yaw_reprojection=bad)
+
+
+def test_the_keyframe_view_is_attended_by_its_own_frame_and_not_an_input():
+    g = make_generator(3, 1, token_channels=5, view_channels=3)
+    assert g.patch_in.in_features == 2 * 4 * 2 * 2 + 2  # noise, recycled and the 2 scheme channels only
+    inputs = list(random_inputs(frames=5, token_channels=5))
+    changed = [x.clone() for x in inputs]
+    changed[2][:, 3, 2:] += 1.0  # frame 3's view
+    with torch.no_grad():
+        a, b = g(*inputs), g(*changed)
+    torch.testing.assert_close(a[:, :3], b[:, :3])  # earlier frames do not see it
+    assert not torch.allclose(a[:, 3], b[:, 3])
+    # the view is not stored: a frame after it, whose own view is the same, sees frame 3 only through frame 3's keys
+    # and values, which the view does change (the network's hidden state at frame 3)
+    assert not torch.allclose(a[:, 4], b[:, 4])
+
+
+def test_a_generator_given_an_attended_view_keeps_what_it_had():
+    narrow = make_generator(3, 1)
+    wide = narrow.with_token_channels(5, memory_channels=3)
+    assert wide.config.memory_channels == 3 and wide.patch_in.in_features == narrow.patch_in.in_features
+    for name, value in narrow.state_dict().items():
+        torch.testing.assert_close(wide.state_dict()[name], value)
+    for block in wide.blocks:  # the view's values start at zero: it takes a share of attention, adds nothing
+        assert not block.attn.memory_kv.weight[32:].any() and not block.attn.memory_kv.bias[32:].any()
+    with pytest.raises(ValueError, match="attended view's kept"):
+        wide.with_token_channels(6, memory_channels=4)
+
+
+def test_attended_view_channels_must_be_part_of_the_token_condition():
+    with pytest.raises(ValueError, match="memory_channels 4 are the last"):
+        GeneratorConfig(latent_channels=4, latent_size=(4, 6), patch=2, token_cond_channels=3, memory_channels=4)

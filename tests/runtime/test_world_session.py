@@ -176,6 +176,24 @@ def test_a_memory_config_that_does_not_fit_the_generator_is_refused(world, tmp_p
         load_checkpoint(edited)
 
 
+def test_a_world_that_attends_to_its_keyframe_plays_replays_and_is_checked(tmp_path):
+    path = random_world_checkpoint(tmp_path / "attend", attend=True)
+    world = load_checkpoint(path)
+    g = world.generator.config
+    assert g.memory_channels == world.config.memory.anchor_channels(g.latent_channels, g.patch) > 0
+    test_the_anchor_reaches_the_generator(world)
+    test_snapshot_restore_and_replay_are_exact_with_the_pose(world)
+    config = yaml.safe_load((path / "config.yaml").read_text())
+    config["memory"]["attend"] = False  # the generator still attends to the view
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match="memory_channels.*attended keyframe view does not match"):
+        load_checkpoint(path)
+    config["memory"].update(attend=True, condition=False)
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match="memory.condition: true"):
+        load_checkpoint(path)
+
+
 def test_a_widened_generator_computes_what_the_narrow_one_did(tmp_path):
     checkpoint = load_checkpoint(random_checkpoint(tmp_path / "narrow"))
     narrow = checkpoint.generator

@@ -57,6 +57,20 @@ def test_a_world_without_a_memory_is_given_one_by_fine_tuning(world_run, tmp_pat
         wide.latent_channels, wide.patch)
 
 
+def test_a_world_can_be_given_a_keyframe_view_it_attends_to(world_run, tmp_path):
+    recipe, out, _ = world_run
+    attend = from_dict(WorldSpec, {"movement": True, "memory": {**WORLD["memory"], "attend": True}})
+    narrow = out / "vae" / "checkpoint"
+    tuned = replace(recipe, world=attend, unroll=replace(recipe.unroll, init=str(narrow), steps=1))
+    checkpoint = load_checkpoint(train(tuned, "unroll", tmp_path / "attend")[0])
+    g = checkpoint.generator.config
+    assert checkpoint.config.memory.attend and g.memory_channels == checkpoint.config.memory.anchor_channels(
+        g.latent_channels, g.patch)
+    anchored = out / "diffusion" / "checkpoint"  # takes the view as input: it cannot be continued as attending
+    with pytest.raises(ConfigError, match="not a prefix"):
+        train(replace(tuned, unroll=replace(tuned.unroll, init=str(anchored))), "unroll", tmp_path / "refused")
+
+
 def test_a_memory_without_movement_is_refused(tmp_path):
     from worldsim.training.recipe import load_recipe
 

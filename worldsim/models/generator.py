@@ -6,7 +6,8 @@ and student forcing, a full block-causal sequence for teacher forcing); the tran
 One step = one forward pass: its input is the channel-concatenation of noise, the recycled previous latent and the
 per-token condition, so the K/V it computes already describe the previous frame and go straight into the cache (no
 second clean pass). Attention is full inside a frame and causal across frames, limited to the last `window` frames
-plus `sink` first frames.
+plus `sink` first frames. A world with a keyframe memory may also have each frame attend to the recorded view
+of its pose as extra tokens of that frame (`memory_channels`).
 """
 
 from __future__ import annotations
@@ -51,12 +52,19 @@ class GeneratorConfig:
     # the image by a fraction of a token, which a small model does not learn to draw from the ray maps alone.
     # (index of yaw in frame_cond, degrees per unit, horizontal field of view in degrees); empty: off.
     yaw_reprojection: tuple[float, ...] = ()
+    # The last this many token-condition channels are a keyframe view of the frame's pose (patches and offset maps,
+    # worldsim/world/memory.py) that the frame attends to as extra tokens, the way it attends to the sink frame,
+    # instead of taking it in its own input; 0: none
+    memory_channels: int = field(default=0, metadata=rng(0, 4096))
     grad_checkpoint: bool = False
 
     def __post_init__(self) -> None:
         h, w = self.latent_size
         if h % self.patch or w % self.patch:
             raise ValueError(f"latent_size {list(self.latent_size)} must be divisible by patch {self.patch}")
+        if self.memory_channels > self.token_cond_channels:
+            raise ValueError(f"memory_channels {self.memory_channels} are the last of the token condition's "
+                             f"{self.token_cond_channels} channels, so at most that many")
         if self.dim % self.heads or (self.dim // self.heads) % 8:
             raise ValueError(f"dim {self.dim} / heads {self.heads} must give a head size divisible by 8")
         if self.yaw_reprojection:
@@ -255,9 +263,12 @@ class CacheContext:
             k[:, :, :, : self.sink_entries] = self.sink_keys  # every layer at once
             self.sinks_written = True
         self.sink_range = torch.arange(self.sink_entries, device=plan.write_index.device)
+        self.memory_mask = None if plan.mask is None else torch.cat(
+            [plan.mask, plan.mask.new_ones(1, plan.rope_cos.shape[0])], 1)  # + the view's tokens
 
-    def attend(self, layer: int, qk: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        # qk (B, T, 2, H, hd): queries and keys RMS-normalised without their scales; v (B, T, H, hd)
+    def attend(self, layer: int, qk: torch.Tensor, v: torch.Tensor, memory=None) -> torch.Tensor:
+        # qk (B, T, 2, H, hd): queries and keys RMS-normalised without their scales; v (B, T, H, hd);
+        # memory: keys normalised like qk's and values (B, T, H, hd) of the frame's keyframe view, or None
         p = self.plan
         qk = rotate(qk, self.rope_cos[layer], self.rope_sin[layer])
         q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), v.transpose(1, 2)  # (B, H, T, hd)
@@ -288,7 +299,14 @@ class CacheContext:
                     self.sink_k[layer] = _scatter(self.sink_k[layer], p.sink_index, k)
                     values = _scatter(values, p.sink_index, v)
             self.k[layer], self.v[layer] = keys, values
-        return scaled_dot_product_attention(q, keys, values, p.mask)
+        if memory is None:
+            return scaled_dot_product_attention(q, keys, values, p.mask)
+        # the view sits where this frame does, in time and space (it is already turned into the current view); it is
+        # attended, never stored
+        memory_k = rotate(memory[0], self.rope_cos[layer][:, 1], self.rope_sin[layer][:, 1]).transpose(1, 2)
+        keys = torch.cat([keys, memory_k.to(keys.dtype)], 2)
+        values = torch.cat([values, memory[1].transpose(1, 2).to(values.dtype)], 2)
+        return scaled_dot_product_attention(q, keys, values, self.memory_mask)
 
 
 def _scatter(buffer: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -329,9 +347,19 @@ class SequenceContext:
         self.mask = visible.repeat_interleave(tokens, 0).repeat_interleave(tokens, 1).to(device)
         self.sink_index = torch.tensor([s * tokens + t for _, s in self.sink_pairs for t in range(tokens)],
                                        dtype=torch.long, device=device)
+        self._memory_mask = None
 
-    def attend(self, layer: int, qk: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        # qk (B, frames * tokens, 2, H, hd) normalised without scales; v (B, frames * tokens, H, hd)
+    def memory_mask(self) -> torch.Tensor:
+        """The mask with each frame's keyframe view appended: frame i sees its own view and no other."""
+        if self._memory_mask is None:
+            own = torch.eye(self.frames, dtype=torch.bool, device=self.mask.device)
+            own = own.repeat_interleave(self.tokens, 0).repeat_interleave(self.tokens, 1)
+            self._memory_mask = torch.cat([self.mask, own], 1)
+        return self._memory_mask
+
+    def attend(self, layer: int, qk: torch.Tensor, v: torch.Tensor, memory=None) -> torch.Tensor:
+        # qk (B, frames * tokens, 2, H, hd) normalised without scales; v (B, frames * tokens, H, hd); memory: as in
+        # CacheContext.attend, for every frame
         cos, sin = fold_scales(self.cos, self.sin, self.qk_scales[layer])  # (frames * tokens, 2, 1, hd)
         qk = rotate(qk, cos, sin)
         q, keys, values = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), v.transpose(1, 2)
@@ -339,7 +367,12 @@ class SequenceContext:
             sink_k = rotate(keys[:, :, self.sink_index], self.sink_cos, self.sink_sin)
             keys = torch.cat([keys, sink_k], 2)
             values = torch.cat([values, values[:, :, self.sink_index]], 2)
-        return scaled_dot_product_attention(q, keys, values, self.mask)
+        if memory is None:
+            return scaled_dot_product_attention(q, keys, values, self.mask)
+        memory_k = rotate(memory[0], cos[:, 1], sin[:, 1]).transpose(1, 2)
+        keys = torch.cat([keys, memory_k.to(keys.dtype)], 2)
+        values = torch.cat([values, memory[1].transpose(1, 2).to(values.dtype)], 2)
+        return scaled_dot_product_attention(q, keys, values, self.memory_mask())
 
 
 # ---- the transformer ----------------------------------------------------------------------------------------
@@ -363,14 +396,21 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(config.head_dim)  # qk-norm keeps attention logits bounded in long rollouts
         self.k_norm = RMSNorm(config.head_dim)
         self.proj = nn.Linear(config.dim, config.dim)
+        # this layer's keys and values of the keyframe view's tokens (the view is embedded once for all layers)
+        self.memory_kv = nn.Linear(config.dim, 2 * config.dim) if config.memory_channels else None
 
-    def forward(self, x: torch.Tensor, layer: int, context: CacheContext | SequenceContext) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, layer: int, context: CacheContext | SequenceContext,
+                memory: torch.Tensor | None = None) -> torch.Tensor:
         B, N, D = x.shape
         qkv = self.qkv(x).view(B, N, 3, self.heads, self.head_dim)
         # q and k normalised in one pass; their scales (q_norm, k_norm weights) are folded into the context's
         # rotation tables (Generator.qk_scales), so the rotation applies them for free.
         qk = F.rms_norm(qkv[:, :, :2], (self.head_dim,), None, self.q_norm.eps)  # (B, N, 2, H, hd)
-        out = context.attend(layer, qk, qkv[:, :, 2])  # (B, H, N, hd)
+        memory_kv = None
+        if memory is not None:  # (B, N, D) view tokens -> keys normalised like this layer's, values
+            memory_k, memory_v = self.memory_kv(memory).view(B, N, 2, self.heads, self.head_dim).unbind(2)
+            memory_kv = (F.rms_norm(memory_k, (self.head_dim,), None, self.k_norm.eps), memory_v)
+        out = context.attend(layer, qk, qkv[:, :, 2], memory_kv)  # (B, H, N, hd)
         return self.proj(out.transpose(1, 2).reshape(B, N, D))
 
 
@@ -389,12 +429,13 @@ class Block(nn.Module):
         nn.init.zeros_(self.modulation.weight)
         nn.init.zeros_(self.modulation.bias)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, layer: int, context) -> torch.Tensor:
-        # x (B, frames, tokens, D); c (B, frames, D)
+    def forward(self, x: torch.Tensor, c: torch.Tensor, layer: int, context, memory=None) -> torch.Tensor:
+        # x (B, frames, tokens, D); c (B, frames, D); memory: the keyframe view's tokens like x, or None
         B, Fr, T, D = x.shape
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.modulation(F.silu(c)).unsqueeze(2).chunk(6, -1)
         h = torch.addcmul(shift_a, self.norm1(x), 1 + scale_a)  # fused multiply-adds: fewer passes, same math
-        x = torch.addcmul(x, gate_a, self.attn(h.reshape(B, Fr * T, D), layer, context).view(B, Fr, T, D))
+        memory = None if memory is None else memory.reshape(B, Fr * T, D)
+        x = torch.addcmul(x, gate_a, self.attn(h.reshape(B, Fr * T, D), layer, context, memory).view(B, Fr, T, D))
         h = torch.addcmul(shift_m, self.norm2(x), 1 + scale_m)
         return torch.addcmul(x, gate_m, self.mlp(h))
 
@@ -404,8 +445,11 @@ class Generator(nn.Module):
         super().__init__()
         self.config = config
         C, p = config.latent_channels, config.patch
-        in_features = 2 * C * p * p + config.token_cond_channels  # patches of (noise, recycled) + token condition
+        # patches of (noise, recycled) + the token condition, less the keyframe view the frame attends to
+        in_features = 2 * C * p * p + config.token_cond_channels - config.memory_channels
         self.patch_in = nn.Linear(in_features, config.dim)
+        self.memory_in = (nn.Sequential(nn.Linear(config.memory_channels, config.dim), nn.SiLU(),
+                                        nn.Linear(config.dim, config.dim)) if config.memory_channels else None)
         self.time_embed = TimestepEmbedder(config.dim)
         self.aug_embed = TimestepEmbedder(config.dim)  # noise level added to the recycled frame in training
         self.frame_embed = (nn.Sequential(nn.Linear(config.frame_cond_dim, config.dim), nn.SiLU(),
@@ -427,18 +471,26 @@ class Generator(nn.Module):
         """The clean training target (x0 of the flow) for a real latent frame."""
         return frame - recycled if self.config.residual else frame
 
-    def with_token_channels(self, channels: int) -> Generator:
-        """A copy taking `channels` token-condition channels (more than now: e.g. a keyframe memory's anchor added
-        to a trained world). The new inputs start with zero weights, so the copy computes exactly what this one does."""
-        old = self.config.token_cond_channels
-        if channels < old:
-            raise ValueError(f"token condition channels can only grow ({old} -> {channels})")
+    def with_token_channels(self, channels: int, memory_channels: int = 0) -> Generator:
+        """A copy taking `channels` token-condition channels (more than now: e.g. a keyframe memory added to a trained
+        world), the last `memory_channels` of them a keyframe view it attends to. New inputs start with zero weights
+        and a new view with zero values, so the copy computes what this one does, but for the share of attention
+        the view's tokens take until trained."""
+        old, old_memory = self.config.token_cond_channels, self.config.memory_channels
+        if channels < old or (old_memory and memory_channels != old_memory):
+            raise ValueError(f"token condition channels can only grow, with the attended view's kept "
+                             f"({old} with {old_memory} attended -> {channels} with {memory_channels})")
         weight = self.patch_in.weight
-        widened = Generator(replace(self.config, token_cond_channels=channels)).to(weight.device, weight.dtype)
-        state = self.state_dict()
-        grown = weight.new_zeros(weight.shape[0], weight.shape[1] + channels - old)
+        widened = Generator(replace(self.config, token_cond_channels=channels, memory_channels=memory_channels))
+        widened = widened.to(weight.device, weight.dtype)
+        state = {**widened.state_dict(), **self.state_dict()}  # what this one has, the view's parts as initialised
+        grown = weight.new_zeros(widened.patch_in.weight.shape)
         grown[:, : weight.shape[1]] = weight.detach()
         state["patch_in.weight"] = grown
+        if memory_channels and not old_memory:
+            for layer in range(self.config.depth):
+                state[f"blocks.{layer}.attn.memory_kv.weight"][self.config.dim:] = 0  # the values
+                state[f"blocks.{layer}.attn.memory_kv.bias"][self.config.dim:] = 0
         widened.load_state_dict(state)
         return widened.train(self.training)
 
@@ -459,22 +511,28 @@ class Generator(nn.Module):
                        differentiable, per_layer)
 
     def _embed(self, noisy, recycled, token_cond, frame_cond, t, aug):
-        """Inputs (B, F, C, h, w) / (B, F, Cf) / (B, F) -> tokens (B, F, T, D) and conditioning (B, F, D)."""
+        """Inputs (B, F, C, h, w) / (B, F, Cf) / (B, F) -> tokens (B, F, T, D), conditioning (B, F, D) and the
+        keyframe view's tokens (B, F, T, D) or None."""
         x = patchify(torch.cat([noisy, recycled], 2), self.config.patch)  # (B, F, T, 2 C p p)
+        memory = None
         if token_cond is not None and token_cond.shape[2]:
-            x = torch.cat([x, token_cond.flatten(3).transpose(2, 3)], -1)  # + (B, F, T, Ct), row-major like patches
+            cond = token_cond.flatten(3).transpose(2, 3)  # (B, F, T, Ct), row-major like patches
+            if self.config.memory_channels:
+                cond, view = cond.split([cond.shape[-1] - self.config.memory_channels, self.config.memory_channels], -1)
+                memory = self.memory_in(view)
+            x = torch.cat([x, cond], -1)
         x = self.patch_in(x)
         c = self.time_embed(t) + self.aug_embed(aug)
         if self.frame_embed is not None:
             c = c + self.frame_embed(frame_cond)
-        return x, c
+        return x, c, memory
 
-    def _run(self, x, c, context, return_features: bool = False):
+    def _run(self, x, c, context, memory=None, return_features: bool = False):
         for layer, block in enumerate(self.blocks):
             if self.config.grad_checkpoint and torch.is_grad_enabled():
-                x = checkpoint(block, x, c, layer, context, use_reentrant=False)
+                x = checkpoint(block, x, c, layer, context, memory, use_reentrant=False)
             else:
-                x = block(x, c, layer, context)
+                x = block(x, c, layer, context, memory)
         if return_features:
             return x
         shift, scale = self.modulation_out(F.silu(c)).unsqueeze(2).chunk(2, -1)
@@ -512,11 +570,12 @@ class Generator(nn.Module):
         per-layer tensors, returned replaced. Returns (velocity, k, v, sink_k).
         """
         one = lambda a: None if a is None else a.unsqueeze(1)  # noqa: E731 - add the frame axis
-        x, c = self._embed(one(noisy), one(recycled), one(token_cond), one(frame_cond), t[:, None], aug[:, None])
+        x, c, memory = self._embed(one(noisy), one(recycled), one(token_cond), one(frame_cond), t[:, None],
+                                   aug[:, None])
         if not in_place:
             k, v, sink_k = list(k), list(v), list(sink_k)
         context = CacheContext(k, v, sink_k, plan, self.qk_scales().to(x.dtype), in_place, traced)
-        out = self._run(x, c, context)[:, 0]
+        out = self._run(x, c, context, memory)[:, 0]
         if self.config.residual:
             out = out + t.view(-1, 1, 1, 1).to(out.dtype) * noisy
         return out, context.k, context.v, context.sink_k
@@ -526,10 +585,10 @@ class Generator(nn.Module):
                 return_features: bool = False) -> torch.Tensor:
         """All frames at once, block-causal (teacher forcing): (B, F, C, h, w) inputs, t/aug (B, F) -> (B, F, ...)."""
         B, Fr = noisy.shape[:2]
-        x, c = self._embed(noisy, recycled, token_cond, frame_cond, t, aug)
+        x, c, memory = self._embed(noisy, recycled, token_cond, frame_cond, t, aug)
         context = SequenceContext(Fr, self.config.tokens, self.config.window, self.config.sink, self.rotary,
                                   noisy.device, self.qk_scales().to(x.dtype))
-        out = self._run(x, c, context, return_features)
+        out = self._run(x, c, context, memory, return_features)
         if return_features or not self.config.residual:
             return out
         return out + t.reshape(B, Fr, 1, 1, 1).to(out.dtype) * noisy

@@ -85,6 +85,7 @@ def model_configs(recipe: Recipe, scheme: Scheme, anchored: bool = True) -> tupl
         **GENERATOR_PRESETS[m.generator], **m.generator_overrides,
         "latent_channels": vae.latent_channels, "latent_size": list(vae.latent_size),
         "frame_cond_dim": scheme.encoding.frame_dim, "token_cond_channels": scheme.encoding.token_channels + anchor,
+        "memory_channels": recipe.world.memory.attended_channels(vae.latent_channels, patch) if anchored else 0,
         "yaw_reprojection": list(reprojection),
     }, path="model.generator_overrides")
     return generator, vae
@@ -97,18 +98,22 @@ def use_data(ctx: StageContext, vae: VAE, generator: Generator) -> Generator:
     ctx.data.use_vae(vae, generator.config.grid)
     ctx.data.use_world(ctx.recipe.world, generator.config.patch)
     memory = ctx.recipe.world.memory
-    wanted = encoding.token_channels + memory.anchor_channels(generator.config.latent_channels,
-                                                              generator.config.patch)
-    have = generator.config.token_cond_channels
-    if have == wanted:
+    g = generator.config
+    wanted = encoding.token_channels + memory.anchor_channels(g.latent_channels, g.patch)
+    attended = memory.attended_channels(g.latent_channels, g.patch)
+    have = g.token_cond_channels
+    if (have, g.memory_channels) == (wanted, attended):
         return generator
     # inputs are laid out as [relative motion | absolute camera | memory anchor]: a world trained with a prefix of
-    # them (the camera scheme's relative maps, or the whole scheme) is given the rest with zero weights
-    if have not in (encoding.token_channels - encoding.pose_channels, encoding.token_channels) or have > wanted:
-        raise ConfigError(None, "world.memory", f"the generator to continue takes {have} token-condition channels, "
-                          f"which are not a prefix of the {wanted} of this scheme and memory", to_dict(memory),
+    # them (the camera scheme's relative maps, or the whole scheme) is given the rest with zero weights; a world
+    # that takes the anchor as input cannot be continued as one that attends to it, or the other way round
+    prefix = have in (encoding.token_channels - encoding.pose_channels, encoding.token_channels) and have < wanted
+    if not prefix or g.memory_channels:
+        raise ConfigError(None, "world.memory", f"the generator to continue takes {have} token-condition channels "
+                          f"({g.memory_channels} of them attended), which are not a prefix of the {wanted} of this "
+                          f"scheme and memory ({attended} attended)", to_dict(memory),
                           "the scheme and memory settings it was trained with, or ones that add to them")
-    return generator.with_token_channels(wanted)
+    return generator.with_token_channels(wanted, attended)
 
 
 def checkpoint_config(ctx: StageContext, stage: str, generator: GeneratorConfig, vae: VAEConfig,

@@ -5,10 +5,11 @@ there (a probe: 23 dB from the engine's frame, sharp, no drift). So a world with
 the room from its own drifting frames: every step the keyframe nearest to the pose being generated is retrieved,
 turned by the heading difference (the same pinhole reprojection as the recycled frame), and handed to the generator
 as part of its per-token condition, with the remaining offset (forward, right, heading) as constant maps. The
-generator's job becomes refining a known view for the exact pose and the recent frames. The keyframe goes in
-through the token condition rather than as extra attended frames (as the sink frame is): it is already turned into
-the current view, so each token finds its part of it in place, and the generator, its KV cache, the ONNX export
-and the compiled step stay as they are.
+generator's job becomes refining a known view for the exact pose and the recent frames. The view (with its offset
+maps) reaches the generator one of two ways: as more input channels of each token (`condition`), where each token
+finds its part of it in place, since it is already turned into the current view; or (`attend`) as extra tokens of
+the frame that it attends to the way it attends to the sink frame (GeneratorConfig.memory_channels), which are
+attended and never stored, so the KV cache stays as it is.
 
 The memory is chosen to cover the map: one keyframe per (cell of `cell` map units, heading bin), the recorded frame
 nearest to that bin's centre. Distances mix position and heading: `heading_weight` map units per degree.
@@ -48,6 +49,8 @@ class MemoryConfig:
     offset_scale: float = field(default=64.0, metadata=rng(0.01, 100_000.0))  # map units per unit of offset map
     fov: float = field(default=90.0, metadata=rng(10.0, 170.0))  # the recorded camera's, for the reprojection
     condition: bool = True  # the generator takes the keyframe as part of its token condition (its anchor)
+    # ... and attends to it as extra tokens of each frame (as to the sink frame) instead of taking it as input
+    attend: bool = False
     # At play, the recycled latent is pulled this far toward the keyframe of the pose it was seen from before the
     # step (0: off): drift cannot pile up where the world is pulled back to what was recorded there.
     pull: float = field(default=0.0, metadata=rng(0.0, 1.0))
@@ -58,9 +61,18 @@ class MemoryConfig:
     # and the pull goes toward it there instead of the recorded keyframe (WrittenViews)
     write_back: int = field(default=0, metadata=rng(0, 1_000_000))
 
+    def __post_init__(self) -> None:
+        if self.attend and not self.condition:
+            raise ValueError("memory.attend: the generator attends to the keyframe it is conditioned on, so it needs "
+                             "memory.condition: true")
+
     @property
     def enabled(self) -> bool:
         return self.keyframes > 0
+
+    def attended_channels(self, latent_channels: int, patch: int) -> int:
+        """The anchor channels the generator attends to as the view's tokens (GeneratorConfig.memory_channels)."""
+        return self.anchor_channels(latent_channels, patch) if self.attend else 0
 
     def anchor_channels(self, latent_channels: int, patch: int) -> int:
         """Token-condition channels the memory adds: the keyframe's patches and the offset maps."""
