@@ -71,6 +71,23 @@ def test_a_world_can_be_given_a_keyframe_view_it_attends_to(world_run, tmp_path)
         train(replace(tuned, unroll=replace(tuned.unroll, init=str(anchored))), "unroll", tmp_path / "refused")
 
 
+def test_the_inputs_a_memory_adds_learn_at_the_input_rate():
+    import torch
+
+    from worldsim.models.generator import GENERATOR_PRESETS, Generator, GeneratorConfig
+    from worldsim.training.stages import _param_groups
+
+    g = Generator(GeneratorConfig(latent_channels=4, latent_size=(4, 6), patch=2, token_cond_channels=5,
+                                  memory_channels=3, **GENERATOR_PRESETS["tiny"]))
+    rest, inputs = _param_groups(g, 1e-5, 1e-3)
+    fast = {id(p) for p in inputs["params"]}
+    new = [g.patch_in.weight, g.memory_in[0].weight, g.memory_in[2].bias, g.blocks[1].attn.memory_kv.weight]
+    assert inputs["lr"] == 1e-3 and all(id(p) in fast for p in new)
+    assert len(rest["params"]) + len(inputs["params"]) == len(list(g.parameters()))
+    assert all(id(p) not in fast for p in g.blocks[0].attn.qkv.parameters())
+    assert isinstance(rest["params"][0], torch.nn.Parameter)
+
+
 def test_a_memory_without_movement_is_refused(tmp_path):
     from worldsim.training.recipe import load_recipe
 

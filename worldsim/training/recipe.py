@@ -108,8 +108,8 @@ class UnrollStage(StageCommon):
     detach_every: int = field(default=8, metadata=rng(0, 4096))  # truncated back-propagation through the cache
     play_context_noise: float = field(default=0.0, metadata=rng(0.0, 1.0))  # the level the checkpoint plays at
     still_fraction: float = field(default=0.0, metadata=rng(0.0, 1.0))  # clips replaced by a still frame, no-op
-    # learning rate of the input projection (0: `lr`): inputs new to a trained world (a keyframe memory's anchor)
-    # start from zero weights and would barely move at a fine-tuning rate
+    # learning rate of the inputs (0: `lr`): inputs new to a trained world (a keyframe memory's anchor, or the view
+    # it attends to) start from zero weights and would barely move at a fine-tuning rate
     input_lr: float = field(default=0.0, metadata=rng(0.0, 1.0))
     init: str | None = None  # start from this checkpoint instead of the consistency stage's
 

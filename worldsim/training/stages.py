@@ -146,11 +146,15 @@ def _optimizer_step(module: torch.nn.Module, optimizer: torch.optim.Optimizer, l
 
 
 def _param_groups(generator: Generator, lr: float, input_lr: float) -> list[dict]:
-    """The generator's parameters with the input projection at its own rate (`input_lr`; 0: one group at `lr`, as
-    runs saved before the option resume with)."""
+    """The generator's parameters with its inputs at their own rate (`input_lr`; 0: one group at `lr`, as runs saved
+    before the option resume with): the input projection, and an attended keyframe view's embedding and keys and
+    values, the parts a world given a memory gets new."""
     if not input_lr:
         return [{"params": list(generator.parameters())}]
     inputs = list(generator.patch_in.parameters())
+    if generator.memory_in is not None:
+        inputs += list(generator.memory_in.parameters())
+        inputs += [p for block in generator.blocks for p in block.attn.memory_kv.parameters()]
     rest = [p for p in generator.parameters() if all(p is not q for q in inputs)]
     return [{"params": rest}, {"params": inputs, "lr": input_lr}]
 
