@@ -1,7 +1,7 @@
 """Training throughput per stage for a recipe's model on this machine: samples/s and tokens/s, fp32 eager vs the
 recipe's bf16 autocast, measured side by side on synthetic latents of the right shapes (no data set needed).
 
-    python benchmarks/bench_train.py --recipe doom-camera [--steps 6] [--json out.json]
+    python benchmarks/bench_train.py --recipe doom-camera [--steps 6] [--json out.json] [--stages adversarial,adv-chain]
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--stages", default="diffusion,consistency,adversarial,adv-chain",
+                        help="comma-separated: diffusion, consistency, adversarial, adv-chain")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     recipe = load_recipe(args.recipe)
@@ -60,7 +62,11 @@ def main() -> None:
     results = {"recipe": recipe.name, "generator": recipe.model.generator, "tokens_per_frame": tokens,
                "parameters_M": round(sum(p.numel() for p in generator.parameters()) / 1e6, 2), "stages": {}}
 
+    stages = set(args.stages.split(","))
+
     def run(name: str, cfg, loss_fn, precision: str) -> None:
+        if name not in stages:
+            return
         clip = synthetic_clip(gen_config, cfg.batch, cfg.clip_frames)
         g = copy.deepcopy(generator)
         opt = torch.optim.AdamW(g.parameters(), lr=1e-5)
@@ -93,17 +99,27 @@ def main() -> None:
     run("consistency", c, lambda g, clip: consistency_loss(g, teacher, clip, c.teacher_steps, d.shift)[0], "bf16")
     a = recipe.adversarial
 
-    def adversarial(g, clip):
-        fake = student_rollout(g, clip)
-        g_loss = generator_step_loss(disc, fake, clip, clip, a.regression_weight)[0]
-        d_loss = discriminator_step_loss(disc, fake, clip, clip, a.r1_weight, a.r1_sigma)[0]
-        return g_loss + d_loss  # one backward through both: the cost of a G and a D update
+    def adversarial(recompute: bool):
+        def loss(g, clip):
+            fake = student_rollout(g, clip, recompute=recompute)
+            g_loss = generator_step_loss(disc, fake, clip, clip, a.regression_weight)[0]
+            d_loss = discriminator_step_loss(disc, fake, clip, clip, a.r1_weight, a.r1_sigma)[0]
+            return g_loss + d_loss  # one backward through both: the cost of a G and a D update
+        return loss
 
-    run("adversarial", a, adversarial, "bf16")
-    fp32 = results["stages"]["diffusion/fp32"]["tokens_per_s"]
-    bf16 = results["stages"]["diffusion/bf16"]["tokens_per_s"]
-    results["bf16_speedup_over_fp32_eager"] = round(bf16 / fp32, 2)
-    print(f"bf16 autocast vs fp32 eager (diffusion stage): {bf16 / fp32:.2f}x")
+    # the rollout recomputed in one block-causal pass with gradients (training's default), and as the chain of
+    # cached steps with a differentiable cache it replaces (the same frames and gradients)
+    run("adversarial", a, adversarial(True), "bf16")
+    run("adv-chain", a, adversarial(False), "bf16")
+    measured = results["stages"]
+    if "diffusion" in stages:
+        fp32, bf16 = measured["diffusion/fp32"]["tokens_per_s"], measured["diffusion/bf16"]["tokens_per_s"]
+        results["bf16_speedup_over_fp32_eager"] = round(bf16 / fp32, 2)
+        print(f"bf16 autocast vs fp32 eager (diffusion stage): {bf16 / fp32:.2f}x")
+    if {"adversarial", "adv-chain"} <= stages:
+        speedup = measured["adversarial/bf16"]["tokens_per_s"] / measured["adv-chain/bf16"]["tokens_per_s"]
+        results["rollout_recompute_speedup"] = round(speedup, 2)
+        print(f"adversarial step, rollout recomputed in one pass vs the cached chain: {speedup:.2f}x")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1)

@@ -69,6 +69,33 @@ def test_student_forcing_gradients_flow_through_the_cache_not_the_recycled_input
     assert recycled_grad is None
 
 
+def test_a_rollout_recomputed_in_one_pass_gives_the_frames_and_gradients_of_the_cached_chain(monkeypatch):
+    from worldsim.training import adversarial
+
+    passes = []
+    recompute_rollout = adversarial._recompute_rollout
+    monkeypatch.setattr(adversarial, "_recompute_rollout", lambda *a: passes.append(1) or recompute_rollout(*a))
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(latent_channels=4, latent_size=(4, 6), patch=2, frame_cond_dim=3,
+                                  token_cond_channels=2, residual=True, yaw_reprojection=(0, 4.0, 90.0),
+                                  **{**GENERATOR_PRESETS["tiny"], "window": 7}))
+    perturb_(g, scale=0.1)
+    clip = tiny_clip(batch=2, frames=8)  # 7 generated frames: as many as the window
+    levels = torch.tensor([0.0, 0.3])
+    results = []
+    for recompute in (False, True):
+        g.zero_grad()
+        frames = student_rollout(g, clip, gen=torch.Generator().manual_seed(2), context_level=levels,
+                                 recompute=recompute)
+        (frames * torch.linspace(-1, 1, frames.numel()).view_as(frames)).sum().backward()
+        results.append((frames.detach(), [p.grad.clone() for p in g.parameters()]))
+    assert passes == [1]  # the second rollout took the one pass
+    (chain, chain_grads), (parallel, parallel_grads) = results
+    torch.testing.assert_close(parallel, chain, atol=1e-5, rtol=1e-4)
+    for a, b in zip(parallel_grads, chain_grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-3)
+
+
 def test_diffusion_and_consistency_losses_are_finite_and_train():
     g = tiny_generator()
     clip = tiny_clip()

@@ -12,6 +12,8 @@ and the approximated R1/R2 penalties lambda * ||D(x) - D(x + sigma * noise)||^2 
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -60,7 +62,7 @@ def approximate_r1(logits: torch.Tensor, perturbed_logits: torch.Tensor, weight:
 def student_rollout(generator: Generator, clip: Clip, cache: KVCache | None = None,
                     gen: torch.Generator | None = None, first: torch.Tensor | None = None,
                     context_level: torch.Tensor | None = None, detach_every: int = 0,
-                    pull: float = 0.0, pull_scale: int = 1) -> torch.Tensor:
+                    pull: float = 0.0, pull_scale: int = 1, recompute: bool = True) -> torch.Tensor:
     """Generate frames 1..K-1 of `clip` autoregressively from its real first frame (or `first`), as at play time.
 
     The cache is differentiable (gradients flow through past K/V); the recycled input is detached. `context_level`
@@ -69,28 +71,55 @@ def student_rollout(generator: Generator, clip: Clip, cache: KVCache | None = No
     back-propagation), so long rollouts cost memory for one chunk only. `pull` > 0 (a world with a keyframe memory
     that pulls, `clip.views` set): each recycled latent is pulled that far toward the keyframe view of its pose
     first (its coarse layout only with `pull_scale` > 1), as the session does at play time.
+
+    With gradients, a fresh cache, no truncation and a rollout no longer than the attention window (`recompute`),
+    the rollout runs without gradients and its frames are then recomputed in one block-causal pass from the same
+    recycled inputs and noise: the same frames and the same gradients (the cached step equals the full recompute),
+    a quarter less time than the chain of one-frame steps through a differentiable cache (benchmarks/bench_train.py).
+    Past the window the one pass attends to every earlier frame and then masks most of them, and costs more.
     """
     B = clip.latents.shape[0]
+    parallel = (recompute and torch.is_grad_enabled() and cache is None and not detach_every
+                and clip.latents.shape[1] - 1 <= generator.config.window)
     if cache is None:
-        cache = generator.new_cache(B, clip.latents.device, clip.latents.dtype, differentiable=True)
+        cache = generator.new_cache(B, clip.latents.device, clip.latents.dtype, differentiable=not parallel)
     frame_cond, token_cond = clip.conditions
     latent = clip.first if first is None else first
-    frames = []
-    for i in range(frame_cond.shape[1]):
-        if detach_every and i and i % detach_every == 0:
-            cache.detach()
-        noise = torch.randn(latent.shape, generator=gen, device=latent.device, dtype=latent.dtype)
-        context_noise = None
-        if context_level is not None:
-            context_noise = torch.randn(latent.shape, generator=gen, device=latent.device, dtype=latent.dtype)
-        recycled = latent.detach()
-        if pull > 0 and clip.views is not None:
-            recycled = pull_toward(recycled, clip.views[:, i], pull, pull_scale)
-        latent = step_frame(generator, cache, recycled, frame_cond[:, i], token_cond[:, i], noise,
-                            context_noise=context_noise,
-                            context_level=context_level if context_level is not None else 0.0)
-        frames.append(latent)
-    return torch.stack(frames, 1)
+    frames, inputs = [], []
+    with torch.no_grad() if parallel else contextlib.nullcontext():
+        for i in range(frame_cond.shape[1]):
+            if detach_every and i and i % detach_every == 0:
+                cache.detach()
+            noise = torch.randn(latent.shape, generator=gen, device=latent.device, dtype=latent.dtype)
+            context_noise = None
+            if context_level is not None:
+                context_noise = torch.randn(latent.shape, generator=gen, device=latent.device, dtype=latent.dtype)
+            recycled = latent.detach()
+            if pull > 0 and clip.views is not None:
+                recycled = pull_toward(recycled, clip.views[:, i], pull, pull_scale)
+            latent = step_frame(generator, cache, recycled, frame_cond[:, i], token_cond[:, i], noise,
+                                context_noise=context_noise,
+                                context_level=context_level if context_level is not None else 0.0)
+            frames.append(latent)
+            inputs.append((recycled, noise, context_noise))
+    if not parallel:
+        return torch.stack(frames, 1)
+    recycled, noise, context_noise = (None if parts[0] is None else torch.stack(parts, 1) for parts in zip(*inputs))
+    return _recompute_rollout(generator, recycled, noise, context_noise, context_level, frame_cond, token_cond)
+
+
+def _recompute_rollout(generator: Generator, recycled: torch.Tensor, noise: torch.Tensor,
+                       context_noise: torch.Tensor | None, context_level: torch.Tensor | None,
+                       frame_cond: torch.Tensor | None, token_cond: torch.Tensor | None) -> torch.Tensor:
+    """The frames `step_frame` made from these (B, F, ...) recycled latents and noise, all in one block-causal pass."""
+    B, Fr = recycled.shape[:2]
+    recycled = generator.reproject(recycled, frame_cond)
+    seen, aug = recycled, recycled.new_zeros(B, Fr)
+    if context_noise is not None:
+        aug = context_level[:, None].to(recycled.dtype).expand(B, Fr)
+        seen = add_noise(recycled, context_noise, aug)
+    v = generator(noise, seen, token_cond, frame_cond, recycled.new_ones(B, Fr), aug)
+    return generator.to_frame(noise - v, recycled)
 
 
 def teacher_forced_fakes(generator: Generator, clip: Clip, gen: torch.Generator | None = None) -> torch.Tensor:
