@@ -92,6 +92,9 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
                                    "fitted by the same code), so the two ways to take the keyframe meet the same "
                                    "pose (no more training)",
                                    {"from": "memory-unroll", "movement": "memory-attend-unroll"}, None),
+    **{f"{arm}-pull-0.3": (f"{arm} played with its recycled latent pulled 0.3 toward the keyframe of its pose",
+                           {"from": arm, "memory": {"pull": 0.3}}, None)
+       for arm in ("memory-attend-unroll", "memory-unroll-movement-now")},
     "ship-write-back": ("the shipped world (keyframe pull 0.4, doors) with generated frames written back (512 "
                         "slots): each cell and heading bin keeps the frame its first 2 s settled on under the "
                         "keyframe's pull, and later the pull goes toward it (no training)",
@@ -152,9 +155,11 @@ def train_arm(name: str, overrides: dict, out: Path, recipe_name: str) -> Path:
 
 
 def arm_checkpoint(name: str, out: Path) -> Path:
-    """A trained arm's checkpoint, or the shipped one ("ship")."""
+    """An arm's checkpoint (trained, or a play variant), or the shipped one ("ship")."""
     if name == "ship":
         return Path(SHIPPED)
+    if not (out / name / "trained.json").exists():
+        return out / name / "checkpoint"
     stage = json.loads((out / name / "trained.json").read_text())["stage"]
     return out / name / stage / "checkpoint"
 
