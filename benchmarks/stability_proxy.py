@@ -95,6 +95,9 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
     **{f"{arm}-pull-0.3": (f"{arm} played with its recycled latent pulled 0.3 toward the keyframe of its pose",
                            {"from": arm, "memory": {"pull": 0.3}}, None)
        for arm in ("memory-attend-unroll", "memory-unroll-movement-now")},
+    "ship-reveal-zero": ("the shipped world as it plays now with the columns a turn reveals left at zero (the "
+                         "latents' mean) instead of repeating the edge column (no training)",
+                         {"from": "ship", "generator": {"reveal": "zero"}}, None),
     "ship-write-back": ("the shipped world (keyframe pull 0.4, doors) with generated frames written back (512 "
                         "slots): each cell and heading bin keeps the frame its first 2 s settled on under the "
                         "keyframe's pull, and later the pull goes toward it (no training)",
@@ -165,15 +168,16 @@ def arm_checkpoint(name: str, out: Path) -> Path:
 
 
 def play_variant(name: str, overrides: dict, out: Path) -> Path:
-    """Another arm's checkpoint (or the shipped one: "ship") played with other keyframe-memory or sampling settings
-    (a copy with those config entries changed), or with another arm's movement (`movement`: that arm's name)."""
+    """Another arm's checkpoint (or the shipped one: "ship") played with other keyframe-memory, sampling or
+    generator settings (a copy with those config entries changed), or with another arm's movement (`movement`:
+    that arm's name)."""
     checkpoint = out / name / "checkpoint"
     if not checkpoint.exists():
         shutil.copytree(arm_checkpoint(overrides["from"], out), checkpoint)
         if "movement" in overrides:
             shutil.copy(arm_checkpoint(overrides["movement"], out) / "movement.safetensors", checkpoint)
         config = yaml.safe_load((checkpoint / "config.yaml").read_text())
-        for section in ("memory", "sampling"):
+        for section in ("memory", "sampling", "generator"):
             config[section].update(overrides.get(section, {}))
         (checkpoint / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return checkpoint

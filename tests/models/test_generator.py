@@ -188,3 +188,14 @@ def test_a_generator_given_an_attended_view_keeps_what_it_had():
 def test_attended_view_channels_must_be_part_of_the_token_condition():
     with pytest.raises(ValueError, match="memory_channels 4 are the last"):
         GeneratorConfig(latent_channels=4, latent_size=(4, 6), patch=2, token_cond_channels=3, memory_channels=4)
+
+
+def test_revealed_columns_are_zero_or_repeat_the_edge():
+    latent = render_panorama(0.0)
+    edge, zero = (turn_columns(latent, torch.tensor([20.0]), 90.0, reveal) for reveal in ("edge", "zero"))
+    # turned right by 20 degrees: the last columns look past the old image's right edge
+    assert not zero[..., -3:].any() and edge[..., -3:].abs().sum() > 0
+    torch.testing.assert_close(zero[..., :40], edge[..., :40])  # what the old image saw is the same
+    torch.testing.assert_close(turn_columns(latent, torch.tensor([0.0]), 90.0, "zero"), latent, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="reveal 'noise' is not one of"):
+        GeneratorConfig(reveal="noise")

@@ -27,6 +27,8 @@ from worldsim.models.kv_cache import KVCache
 
 # ---- config and presets --------------------------------------------------------------------------------------
 
+REVEAL_FILLS = ("edge", "zero")  # GeneratorConfig.reveal
+
 
 @dataclass(frozen=True)
 class GeneratorConfig:
@@ -52,6 +54,9 @@ class GeneratorConfig:
     # the image by a fraction of a token, which a small model does not learn to draw from the ray maps alone.
     # (index of yaw in frame_cond, degrees per unit, horizontal field of view in degrees); empty: off.
     yaw_reprojection: tuple[float, ...] = ()
+    # What the columns a turn reveals (seen by no column of the recycled frame) hold: "edge", the edge column
+    # repeated; "zero", the latents' mean (they are normalised), so the generator is not shown a smeared edge
+    reveal: str = "edge"
     # The last this many token-condition channels are a keyframe view of the frame's pose (patches and offset maps,
     # worldsim/world/memory.py) that the frame attends to as extra tokens, the way it attends to the sink frame,
     # instead of taking it in its own input; 0: none
@@ -62,6 +67,8 @@ class GeneratorConfig:
         h, w = self.latent_size
         if h % self.patch or w % self.patch:
             raise ValueError(f"latent_size {list(self.latent_size)} must be divisible by patch {self.patch}")
+        if self.reveal not in REVEAL_FILLS:
+            raise ValueError(f"reveal {self.reveal!r} is not one of {list(REVEAL_FILLS)}")
         if self.memory_channels > self.token_cond_channels:
             raise ValueError(f"memory_channels {self.memory_channels} are the last of the token condition's "
                              f"{self.token_cond_channels} channels, so at most that many")
@@ -502,7 +509,7 @@ class Generator(nn.Module):
         if not self.config.yaw_reprojection or frame_cond is None:
             return recycled
         index, degrees_per_unit, fov = self.config.yaw_reprojection
-        return turn_columns(recycled, frame_cond[..., int(index)] * degrees_per_unit, fov)
+        return turn_columns(recycled, frame_cond[..., int(index)] * degrees_per_unit, fov, self.config.reveal)
 
     def new_cache(self, batch: int = 1, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                   differentiable: bool = False, per_layer: bool = False) -> KVCache:
@@ -594,19 +601,23 @@ class Generator(nn.Module):
         return out + t.reshape(B, Fr, 1, 1, 1).to(out.dtype) * noisy
 
 
-def turn_columns(latent: torch.Tensor, degrees: torch.Tensor, fov: float) -> torch.Tensor:
+def turn_columns(latent: torch.Tensor, degrees: torch.Tensor, fov: float, reveal: str = "edge") -> torch.Tensor:
     """Resample the columns of (..., C, h, w) latents as a pinhole camera turned right by `degrees` (...) sees them.
 
-    Output column x' shows the direction at x = tan(atan(x') + yaw) of the old image plane (linear interpolation,
-    edges repeated). Rows are kept: the vertical stretch of a few degrees is under a tenth of a cell.
+    Output column x' shows the direction at x = tan(atan(x') + yaw) of the old image plane (linear interpolation).
+    Columns outside the old image are revealed: they repeat its edge (`reveal="edge"`) or are zero ("zero"). Rows
+    are kept: the vertical stretch of a few degrees is under a tenth of a cell.
     """
     W = latent.shape[-1]
     half = math.tan(math.radians(fov) / 2)
     columns = torch.arange(W, device=latent.device, dtype=torch.float32)
     x_out = ((columns + 0.5) / W * 2 - 1) * half
     x_src = torch.tan(torch.atan(x_out) + torch.deg2rad(degrees.float())[..., None])  # (..., W)
-    src = ((x_src / half + 1) / 2 * W - 0.5).clamp(0, W - 1)
+    unclamped = (x_src / half + 1) / 2 * W - 0.5
+    src = unclamped.clamp(0, W - 1)
     weights = (1 - (src[..., None] - columns).abs()).clamp_min(0)  # (..., W out, W in): linear interpolation
+    if reveal == "zero":  # fade to zero over the column past the edge, so a small turn stays continuous
+        weights = weights * (1 - (unclamped - src).abs()).clamp_min(0)[..., None]
     return torch.einsum("...chj,...ij->...chi", latent, weights.to(latent.dtype))
 
 
