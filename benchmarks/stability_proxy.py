@@ -84,6 +84,12 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
                       "play_context_noise": 0.1, "detach_every": 8, "regression_frames": 8,
                       "world": {"movement": True, "memory": {"keyframes": 3000, "condition": False, "pull": 0.3}}},
                      None),
+    "pull-adv-still": ("pull-adv-0.3 at the shipped pull (0.4) with a quarter of the clips still (one real frame "
+                       "repeated under the no-op; the discriminator sees them as real)",
+                       {"stage": "adversarial", "clip_frames": 48, "batch": 2, "context_noise": 0.3,
+                        "play_context_noise": 0.1, "detach_every": 8, "regression_frames": 8, "still_fraction": 0.25,
+                        "world": {"movement": True, "memory": {"keyframes": 3000, "condition": False, "pull": 0.4,
+                                                               "write_back": 512}}}, None),
     **{f"memory-unroll-pull-{pull}": (f"memory-unroll played with its recycled latent pulled {pull} toward the "
                                       "keyframe of its pose (no more training)",
                                       {"from": "memory-unroll", "memory": {"pull": pull}}, None)

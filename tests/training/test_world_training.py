@@ -88,6 +88,25 @@ def test_the_inputs_a_memory_adds_learn_at_the_input_rate():
     assert isinstance(rest["params"][0], torch.nn.Parameter)
 
 
+def test_adversarial_clips_can_be_still_and_the_long_stage_refuses_them(world_run, tmp_path, monkeypatch):
+    from worldsim.training import stages
+    from worldsim.training.recipe import load_recipe
+
+    recipe, out, _ = world_run
+    fractions = []
+    with_still_clips = stages.with_still_clips
+    monkeypatch.setattr(stages, "with_still_clips", lambda clip, fraction, *a: fractions.append(fraction) or
+                        with_still_clips(clip, fraction, *a))
+    adversarial = replace(recipe.adversarial, init=str(out / "consistency" / "checkpoint"), steps=1,
+                          still_fraction=0.5)
+    train(replace(recipe, adversarial=adversarial), "adversarial", tmp_path / "still")
+    assert fractions == [0.5]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nlong: {still_fraction: 0.25}\n")
+    with pytest.raises(ConfigError, match="long.still_fraction.*takes no still clips"):
+        load_recipe(bad)
+
+
 def test_a_memory_without_movement_is_refused(tmp_path):
     from worldsim.training.recipe import load_recipe
 

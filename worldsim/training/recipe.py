@@ -132,6 +132,9 @@ class AdversarialStage(StageCommon):
     context_noise: float = field(default=0.0, metadata=rng(0.0, 1.0))
     play_context_noise: float = field(default=0.0, metadata=rng(0.0, 1.0))
     detach_every: int = field(default=0, metadata=rng(0, 4096))
+    # clips replaced by one real frame repeated under the no-op (UnrollStage's): the discriminator sees them as real,
+    # so a rollout that changes while nothing is pressed is told apart; the long stage takes none (0 there)
+    still_fraction: float = field(default=0.0, metadata=rng(0.0, 1.0))
     input_lr: float = field(default=0.0, metadata=rng(0.0, 1.0))  # the input projection's rate (0: lr_generator)
     init: str | None = None  # start G from this checkpoint (D from its generator, without a diffusion stage)
 
@@ -197,4 +200,8 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         raise ConfigError(path, "world.memory.keyframes", "a keyframe memory is retrieved by the player's pose, "
                           "which the learned movement tracks", recipe.world.memory.keyframes,
                           "0, or world.movement: true")
+    if recipe.long.still_fraction:
+        raise ConfigError(path, "long.still_fraction", "the long stage extends clips with other real clips' "
+                          "conditions and takes no still clips", recipe.long.still_fraction,
+                          "0 (still clips are for the unroll and adversarial stages)")
     return recipe

@@ -296,14 +296,10 @@ def run_unroll(ctx: StageContext) -> Path:
     optimizer = torch.optim.AdamW(_param_groups(generator, cfg.lr, cfg.input_lr), lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     stage_name = base.config.stage if cfg.steps == 0 else "unroll"  # a pass-through keeps what it passes on
-    no_op = ctx.scheme.action(ControllerState())
-    no_op_frame, no_op_tokens = (torch.from_numpy(np.asarray(x, np.float32))
-                                 for x in ctx.scheme.encode_actions(no_op, generator.config.grid))
+    still = _still_clips(ctx, generator, cfg.still_fraction)
 
     def step(i: int) -> dict[str, float]:
-        clip = ctx.data.clips(cfg.batch, cfg.clip_frames, ctx.rng).to(ctx.device)
-        if cfg.still_fraction > 0:
-            clip = with_still_clips(clip, cfg.still_fraction, no_op_frame, no_op_tokens, ctx.rng)
+        clip = still(ctx.data.clips(cfg.batch, cfg.clip_frames, ctx.rng).to(ctx.device))
         with ctx.autocast():
             loss, stats = unroll_loss(generator, clip, cfg.context_noise, cfg.detach_every, ctx.rng,
                                       ctx.recipe.world.memory.pull, ctx.recipe.world.memory.pull_scale)
@@ -354,6 +350,16 @@ def _context_levels(ctx: StageContext, cfg) -> torch.Tensor | None:
     return torch.rand(cfg.batch, generator=ctx.rng, device=ctx.device) * cfg.context_noise
 
 
+def _still_clips(ctx: StageContext, generator: Generator, fraction: float):
+    """clip -> clip with a random `fraction` of it replaced by still clips (the first frame under the no-op)."""
+    if fraction <= 0:
+        return lambda clip: clip
+    no_op = ctx.scheme.action(ControllerState())
+    no_op_frame, no_op_tokens = (torch.from_numpy(np.asarray(x, np.float32)).to(ctx.device)
+                                 for x in ctx.scheme.encode_actions(no_op, generator.config.grid))
+    return lambda clip: with_still_clips(clip, fraction, no_op_frame, no_op_tokens, ctx.rng)
+
+
 def _adversarial_update(ctx: StageContext, cfg, generator, discriminator, opt_g, opt_d, fake: torch.Tensor,
                         real: Clip, fake_clip: Clip, regression_weight: float) -> dict[str, float]:
     """One generator update, then `discriminator_steps` discriminator updates on the same fakes.
@@ -375,9 +381,10 @@ def _adversarial_update(ctx: StageContext, cfg, generator, discriminator, opt_g,
 def run_adversarial(ctx: StageContext) -> Path:
     cfg = ctx.recipe.adversarial
     vae, generator, discriminator, opt_g, opt_d = _adversarial_roles(ctx, "adversarial", cfg)
+    still = _still_clips(ctx, generator, cfg.still_fraction)
 
     def step(i: int) -> dict[str, float]:
-        clip = ctx.data.clips(cfg.batch, cfg.clip_frames, ctx.rng).to(ctx.device)
+        clip = still(ctx.data.clips(cfg.batch, cfg.clip_frames, ctx.rng).to(ctx.device))
         with ctx.autocast():
             if cfg.forcing == "student":
                 fake = student_rollout(generator, clip, gen=ctx.rng, context_level=_context_levels(ctx, cfg),
