@@ -178,7 +178,7 @@ collect
 
 # ---- 4. pack: whatever stage the run reached -----------------------------------------------------------------------
 run_phase pack 60 "$PY" scripts/pack_checkpoint.py "$WORK/run" "$OUT_DIR/world" --dtype bfloat16 \
-  --shard-mib "$SHARD_MIB" || finish 1
+  --shard-mib "$SHARD_MIB" --hold-still || finish 1
 
 # ---- 5. eval the packed world (it also proves that the shards load) --------------------------------------------------
 late=0
