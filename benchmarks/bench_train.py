@@ -63,6 +63,9 @@ def main() -> None:
                "parameters_M": round(sum(p.numel() for p in generator.parameters()) / 1e6, 2), "stages": {}}
 
     stages = set(args.stages.split(","))
+    known = {"diffusion", "consistency", "adversarial", "adv-chain"}
+    if stages - known:
+        raise SystemExit(f"unknown --stages {sorted(stages - known)}; known: {', '.join(sorted(known))}")
 
     def run(name: str, cfg, loss_fn, precision: str) -> None:
         if name not in stages:
@@ -109,6 +112,9 @@ def main() -> None:
 
     # the rollout recomputed in one block-causal pass with gradients (training's default), and as the chain of
     # cached steps with a differentiable cache it replaces (the same frames and gradients)
+    if a.clip_frames - 1 > gen_config.window:
+        print(f"adversarial: {a.clip_frames - 1} generated frames exceed the window of {gen_config.window}, so the "
+              "rollout is not recomputed in one pass: both rows measure the chain")
     run("adversarial", a, adversarial(True), "bf16")
     run("adv-chain", a, adversarial(False), "bf16")
     measured = results["stages"]

@@ -183,6 +183,8 @@ def test_a_generator_given_an_attended_view_keeps_what_it_had():
         assert not block.attn.memory_kv.weight[32:].any() and not block.attn.memory_kv.bias[32:].any()
     with pytest.raises(ValueError, match="attended view's kept"):
         wide.with_token_channels(6, memory_channels=4)
+    with pytest.raises(ValueError, match="a new view made of new channels"):
+        narrow.with_token_channels(5, memory_channels=4)  # 3 new channels cannot make a view of 4
 
 
 def test_attended_view_channels_must_be_part_of_the_token_condition():

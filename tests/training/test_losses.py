@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from worldsim.models.generator import GENERATOR_PRESETS, Generator, GeneratorConfig
@@ -55,11 +56,12 @@ def test_discriminator_gives_one_logit_per_frame():
     assert logits.shape == (3, 5)
 
 
-def test_student_forcing_gradients_flow_through_the_cache_not_the_recycled_input():
+@pytest.mark.parametrize("recompute", [False, True])
+def test_student_forcing_gradients_flow_through_the_cache_not_the_recycled_input(recompute):
     g = tiny_generator()
     clip = tiny_clip(batch=1, frames=5)
     clip.frame_cond.requires_grad_(True)
-    frames = student_rollout(g, clip)
+    frames = student_rollout(g, clip, recompute=recompute)
     last = frames[:, -1].sum()
     # the condition of the first generated frame reaches the last frame: through the cache (K/V of step 1)
     cond_grad, recycled_grad = torch.autograd.grad(last, [clip.frame_cond, frames[:, 0]], retain_graph=True,
@@ -69,28 +71,39 @@ def test_student_forcing_gradients_flow_through_the_cache_not_the_recycled_input
     assert recycled_grad is None
 
 
-def test_a_rollout_recomputed_in_one_pass_gives_the_frames_and_gradients_of_the_cached_chain(monkeypatch):
+@pytest.mark.parametrize("bf16", [False, True])
+def test_a_rollout_recomputed_in_one_pass_gives_the_frames_and_gradients_of_the_cached_chain(monkeypatch, bf16):
     from worldsim.training import adversarial
 
     passes = []
     recompute_rollout = adversarial._recompute_rollout
     monkeypatch.setattr(adversarial, "_recompute_rollout", lambda *a: passes.append(1) or recompute_rollout(*a))
     torch.manual_seed(0)
+    # the last token channel is an attended keyframe view; the recycled frames are pulled toward views
     g = Generator(GeneratorConfig(latent_channels=4, latent_size=(4, 6), patch=2, frame_cond_dim=3,
-                                  token_cond_channels=2, residual=True, yaw_reprojection=(0, 4.0, 90.0),
-                                  **{**GENERATOR_PRESETS["tiny"], "window": 7}))
+                                  token_cond_channels=3, memory_channels=1, residual=True,
+                                  yaw_reprojection=(0, 4.0, 90.0), **{**GENERATOR_PRESETS["tiny"], "window": 7}))
     perturb_(g, scale=0.1)
-    clip = tiny_clip(batch=2, frames=8)  # 7 generated frames: as many as the window
-    levels = torch.tensor([0.0, 0.3])
+    gen = torch.Generator().manual_seed(0)
+    clip = Clip(torch.randn(2, 8, 4, 4, 6, generator=gen), torch.randn(2, 8, 3, generator=gen),
+                torch.randn(2, 8, 3, 2, 3, generator=gen), torch.randn(2, 8, 4, 4, 6, generator=gen))
+    levels = torch.tensor([0.0, 0.3])  # 7 generated frames: as many as the window
     results = []
     for recompute in (False, True):
         g.zero_grad()
-        frames = student_rollout(g, clip, gen=torch.Generator().manual_seed(2), context_level=levels,
-                                 recompute=recompute)
-        (frames * torch.linspace(-1, 1, frames.numel()).view_as(frames)).sum().backward()
-        results.append((frames.detach(), [p.grad.clone() for p in g.parameters()]))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            frames = student_rollout(g, clip, gen=torch.Generator().manual_seed(2), context_level=levels, pull=0.4,
+                                     recompute=recompute)
+        (frames.float() * torch.linspace(-1, 1, frames.numel()).view_as(frames)).sum().backward()
+        results.append((frames.detach().float(), [p.grad.clone() for p in g.parameters()]))
     assert passes == [1]  # the second rollout took the one pass
     (chain, chain_grads), (parallel, parallel_grads) = results
+    assert all(a.abs().sum() > 0 for a in parallel_grads)  # every weight learns, also under autocast
+    if bf16:  # 8 bits of mantissa: the frames agree to bf16's rounding, the gradients point the same way
+        torch.testing.assert_close(parallel, chain, atol=0.1, rtol=0.1)
+        a, b = torch.cat([a.flatten() for a in parallel_grads]), torch.cat([b.flatten() for b in chain_grads])
+        assert torch.nn.functional.cosine_similarity(a, b, 0) > 0.99
+        return
     torch.testing.assert_close(parallel, chain, atol=1e-5, rtol=1e-4)
     for a, b in zip(parallel_grads, chain_grads):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-3)
@@ -159,4 +172,8 @@ def test_still_clips_repeat_the_first_frame_under_the_no_op():
     assert (out.frame_cond[still] == 0).all() and (out.token_cond[still] == 0.5).all()
     torch.testing.assert_close(out.latents[~still], clip.latents[~still])
     assert with_still_clips(clip, 0.0, no_op_frame, no_op_tokens) is clip
+    # a scheme's pose maps (the world scheme's absolute camera) stay where the clip starts, not at the no-op's zeros
+    posed = with_still_clips(clip, 0.5, no_op_frame, no_op_tokens, torch.Generator().manual_seed(0), pose_channels=1)
+    assert (posed.token_cond[still, :, :1] == 0.5).all()
+    torch.testing.assert_close(posed.token_cond[still, :, 1:], clip.token_cond[still, :1, 1:].expand(-1, 5, -1, -1, -1))
 

@@ -67,7 +67,8 @@ def test_a_world_can_be_given_a_keyframe_view_it_attends_to(world_run, tmp_path)
     assert checkpoint.config.memory.attend and g.memory_channels == checkpoint.config.memory.anchor_channels(
         g.latent_channels, g.patch)
     anchored = out / "diffusion" / "checkpoint"  # takes the view as input: it cannot be continued as attending
-    with pytest.raises(ConfigError, match="not a prefix"):
+    with pytest.raises(ConfigError, match="memory.attend.*takes the keyframe as input channels, this recipe "
+                                          "attends to it"):
         train(replace(tuned, unroll=replace(tuned.unroll, init=str(anchored))), "unroll", tmp_path / "refused")
 
 

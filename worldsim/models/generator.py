@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import torch
@@ -56,7 +57,7 @@ class GeneratorConfig:
     yaw_reprojection: tuple[float, ...] = ()
     # What the columns a turn reveals (seen by no column of the recycled frame) hold: "edge", the edge column
     # repeated; "zero", the latents' mean (they are normalised), so the generator is not shown a smeared edge
-    reveal: str = "edge"
+    reveal: Literal["edge", "zero"] = "edge"
     # The last this many token-condition channels are a keyframe view of the frame's pose (patches and offset maps,
     # worldsim/world/memory.py) that the frame attends to as extra tokens, the way it attends to the sink frame,
     # instead of taking it in its own input; 0: none
@@ -484,9 +485,11 @@ class Generator(nn.Module):
         and a new view with zero values, so the copy computes what this one does, but for the share of attention
         the view's tokens take until trained."""
         old, old_memory = self.config.token_cond_channels, self.config.memory_channels
-        if channels < old or (old_memory and memory_channels != old_memory):
-            raise ValueError(f"token condition channels can only grow, with the attended view's kept "
-                             f"({old} with {old_memory} attended -> {channels} with {memory_channels})")
+        if (channels < old or (old_memory and memory_channels != old_memory)
+                or (not old_memory and memory_channels > channels - old)):
+            raise ValueError(f"token condition channels can only grow, with the attended view's kept and a new "
+                             f"view made of new channels ({old} with {old_memory} attended -> {channels} with "
+                             f"{memory_channels})")
         weight = self.patch_in.weight
         widened = Generator(replace(self.config, token_cond_channels=channels, memory_channels=memory_channels))
         widened = widened.to(weight.device, weight.dtype)

@@ -73,9 +73,10 @@ def student_rollout(generator: Generator, clip: Clip, cache: KVCache | None = No
     first (its coarse layout only with `pull_scale` > 1), as the session does at play time.
 
     With gradients, a fresh cache, no truncation and a rollout no longer than the attention window (`recompute`),
-    the rollout runs without gradients and its frames are then recomputed in one block-causal pass from the same
-    recycled inputs and noise: the same frames and the same gradients (the cached step equals the full recompute),
-    a quarter less time than the chain of one-frame steps through a differentiable cache (benchmarks/bench_train.py).
+    the rollout runs without gradients and its frames are then recomputed in one block-causal pass from its
+    recycled inputs and noise: the same frames and gradients (the cached step equals the full recompute; in float32
+    to rounding, under bf16 autocast to bf16's), a quarter less time than the chain of one-frame steps through a
+    differentiable cache (benchmarks/bench_train.py).
     Past the window the one pass attends to every earlier frame and then masks most of them, and costs more.
     """
     B = clip.latents.shape[0]
@@ -104,6 +105,9 @@ def student_rollout(generator: Generator, clip: Clip, cache: KVCache | None = No
             inputs.append((recycled, noise, context_noise))
     if not parallel:
         return torch.stack(frames, 1)
+    # autocast may have kept low-precision copies of the weights made without gradients: the pass below must cast
+    # them again, or the generator's weights get no gradient (torch before 2.10 cached casts under no_grad)
+    torch.clear_autocast_cache()
     recycled, noise, context_noise = (None if parts[0] is None else torch.stack(parts, 1) for parts in zip(*inputs))
     return _recompute_rollout(generator, recycled, noise, context_noise, context_level, frame_cond, token_cond)
 

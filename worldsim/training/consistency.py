@@ -33,6 +33,7 @@ def consistency_loss(student: Generator, teacher: Generator, clip: Clip, teacher
         step = (t_next - t_now).reshape(B, Fr, 1, 1, 1)
         x_next = x_now + step * v_teacher
         target = predict_x0(x_next, student(x_next, recycled, token_cond, frame_cond, t_next, aug), t_next)
+    torch.clear_autocast_cache()  # the student's weights cast without gradients above must be cast again below
     pred = predict_x0(x_now, student(x_now, recycled, token_cond, frame_cond, t_now, aug), t_now)
     loss = F.mse_loss(pred.float(), target.float())
     return loss, {"loss": loss.item(), "t_mean": t_now.mean().item()}

@@ -109,7 +109,8 @@ class UnrollStage(StageCommon):
     play_context_noise: float = field(default=0.0, metadata=rng(0.0, 1.0))  # the level the checkpoint plays at
     still_fraction: float = field(default=0.0, metadata=rng(0.0, 1.0))  # clips replaced by a still frame, no-op
     # learning rate of the inputs (0: `lr`): inputs new to a trained world (a keyframe memory's anchor, or the view
-    # it attends to) start from zero weights and would barely move at a fine-tuning rate
+    # it attends to) start from zero weights (the view's values; its embedding and keys at random) and would barely
+    # move at a fine-tuning rate
     input_lr: float = field(default=0.0, metadata=rng(0.0, 1.0))
     init: str | None = None  # start from this checkpoint instead of the consistency stage's
 
@@ -135,7 +136,7 @@ class AdversarialStage(StageCommon):
     # clips replaced by one real frame repeated under the no-op (UnrollStage's): the discriminator sees them as real,
     # so a rollout that changes while nothing is pressed is told apart; the long stage takes none (0 there)
     still_fraction: float = field(default=0.0, metadata=rng(0.0, 1.0))
-    input_lr: float = field(default=0.0, metadata=rng(0.0, 1.0))  # the input projection's rate (0: lr_generator)
+    input_lr: float = field(default=0.0, metadata=rng(0.0, 1.0))  # the inputs' rate (UnrollStage's; 0: lr_generator)
     init: str | None = None  # start G from this checkpoint (D from its generator, without a diffusion stage)
 
 
@@ -143,6 +144,12 @@ class AdversarialStage(StageCommon):
 class LongStage(AdversarialStage):
     segments: int = field(default=4, metadata=rng(1, 10_000))  # segments of clip_frames generated per rollout
     overlap: int = field(default=1, metadata=rng(0, 4096))  # frames each scored segment shares with the previous
+
+    def __post_init__(self) -> None:
+        if self.still_fraction:
+            raise ValueError(f"long.still_fraction {self.still_fraction}: the long stage extends clips with other "
+                             "real clips' conditions and takes no still clips; use 0 (still clips are for the "
+                             "unroll and adversarial stages)")
 
 
 @dataclass(frozen=True)
@@ -200,8 +207,4 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         raise ConfigError(path, "world.memory.keyframes", "a keyframe memory is retrieved by the player's pose, "
                           "which the learned movement tracks", recipe.world.memory.keyframes,
                           "0, or world.movement: true")
-    if recipe.long.still_fraction:
-        raise ConfigError(path, "long.still_fraction", "the long stage extends clips with other real clips' "
-                          "conditions and takes no still clips", recipe.long.still_fraction,
-                          "0 (still clips are for the unroll and adversarial stages)")
     return recipe

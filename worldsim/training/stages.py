@@ -93,7 +93,8 @@ def model_configs(recipe: Recipe, scheme: Scheme, anchored: bool = True) -> tupl
 
 def use_data(ctx: StageContext, vae: VAE, generator: Generator) -> Generator:
     """Point the data at this VAE's latents and learn the world's state (movement, keyframe memory) from them;
-    returns the generator, given the memory's anchor inputs (zero weights) if it came from a world without them."""
+    returns the generator, given the memory's anchor (zero input weights, or an attended view with zero values) if
+    it came from a world without one."""
     encoding = ctx.scheme.encoding
     ctx.data.use_vae(vae, generator.config.grid)
     ctx.data.use_world(ctx.recipe.world, generator.config.patch)
@@ -107,6 +108,11 @@ def use_data(ctx: StageContext, vae: VAE, generator: Generator) -> Generator:
     # inputs are laid out as [relative motion | absolute camera | memory anchor]: a world trained with a prefix of
     # them (the camera scheme's relative maps, or the whole scheme) is given the rest with zero weights; a world
     # that takes the anchor as input cannot be continued as one that attends to it, or the other way round
+    if have == wanted:
+        raise ConfigError(None, "world.memory.attend", f"the generator to continue takes the keyframe "
+                          f"{'as extra attended tokens' if g.memory_channels else 'as input channels'}, this recipe "
+                          f"{'attends to it' if attended else 'gives it as input'}", memory.attend,
+                          str(bool(g.memory_channels)).lower() + " (what it was trained with)")
     prefix = have in (encoding.token_channels - encoding.pose_channels, encoding.token_channels) and have < wanted
     if not prefix or g.memory_channels:
         raise ConfigError(None, "world.memory", f"the generator to continue takes {have} token-condition channels "
@@ -357,7 +363,8 @@ def _still_clips(ctx: StageContext, generator: Generator, fraction: float):
     no_op = ctx.scheme.action(ControllerState())
     no_op_frame, no_op_tokens = (torch.from_numpy(np.asarray(x, np.float32)).to(ctx.device)
                                  for x in ctx.scheme.encode_actions(no_op, generator.config.grid))
-    return lambda clip: with_still_clips(clip, fraction, no_op_frame, no_op_tokens, ctx.rng)
+    pose_channels = ctx.scheme.encoding.pose_channels
+    return lambda clip: with_still_clips(clip, fraction, no_op_frame, no_op_tokens, ctx.rng, pose_channels)
 
 
 def _adversarial_update(ctx: StageContext, cfg, generator, discriminator, opt_g, opt_d, fake: torch.Tensor,

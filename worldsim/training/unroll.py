@@ -25,18 +25,20 @@ from worldsim.training.clips import Clip
 
 
 def with_still_clips(clip: Clip, fraction: float, no_op_frame: torch.Tensor, no_op_tokens: torch.Tensor,
-                     gen: torch.Generator | None = None) -> Clip:
+                     gen: torch.Generator | None = None, pose_channels: int = 0) -> Clip:
     """Replace a random `fraction` of the clips by still ones: the first frame repeated, the no-op condition
-    (`no_op_frame` (Cf,), `no_op_tokens` (Ct, gh, gw)) at every frame. Token channels after the scheme's (a
-    keyframe memory's anchor) keep the first frame's: the player stays where the clip starts."""
+    (`no_op_frame` (Cf,), `no_op_tokens` (Ct, gh, gw)) at every frame. The scheme's last `pose_channels` (the
+    absolute camera of the `world` scheme) and the channels after the scheme's (a keyframe memory's anchor) keep
+    the first frame's: the player stays where the clip starts."""
     B, K = clip.latents.shape[:2]
     still = torch.rand(B, generator=gen, device=clip.latents.device) < fraction  # (B,)
     if not still.any():
         return clip
     keep = lambda x, other: torch.where(still.view(B, *[1] * (x.dim() - 1)), other, x)  # noqa: E731
-    scheme_channels = no_op_tokens.shape[0]
-    still_tokens = torch.cat([no_op_tokens.to(clip.token_cond).expand(B, K, *no_op_tokens.shape),
-                              clip.token_cond[:, :1, scheme_channels:].expand(-1, K, -1, -1, -1)], 2)
+    motion_channels = no_op_tokens.shape[0] - pose_channels
+    still_tokens = torch.cat([no_op_tokens[:motion_channels].to(clip.token_cond).expand(B, K, motion_channels,
+                                                                                         *no_op_tokens.shape[1:]),
+                              clip.token_cond[:, :1, motion_channels:].expand(-1, K, -1, -1, -1)], 2)
     views = None if clip.views is None else keep(clip.views, clip.views[:, :1].expand_as(clip.views))
     return Clip(keep(clip.latents, clip.latents[:, :1].expand_as(clip.latents)),
                 keep(clip.frame_cond, no_op_frame.to(clip.frame_cond).expand_as(clip.frame_cond)),
