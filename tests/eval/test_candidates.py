@@ -62,3 +62,23 @@ def test_a_memory_world_gets_the_keyframe_yardstick_and_its_tracked_poses(tmp_pa
         latent = turn_columns(session.memory.latents[nearest:nearest + 1].float(), turn, session.memory.config.fov)
         expected = tensor_to_frames(session.vae.decode(latent))[0]
     assert np.abs(keyframe.frames[0].astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_a_world_with_the_map_walls_gets_the_warped_previous_yardstick(tmp_path):
+    from dataclasses import replace
+
+    from worldsim.testing import random_world_checkpoint, toy_track
+    from worldsim.world.walls import Walls
+
+    session = WorldSession(load_checkpoint(random_world_checkpoint(tmp_path / "world")))
+    assert "warped_previous" not in episode_candidates(session, *episode(session), toy_track(steps=7)[0])[0]
+    room = np.array([[0, 0, 400, 0], [400, 0, 400, 400], [400, 400, 0, 400], [0, 400, 0, 0]], dtype=float)
+    session.movement.walkable = replace(session.movement.walkable, walls=Walls(room))
+    real, actions = episode(session)
+    poses, _ = toy_track(steps=len(real))
+    poses[3] = poses[2]  # the player does not move into frame 3: the warp is the identity there
+    candidates = episode_candidates(session, real, actions, poses)[0]
+    warped, vae = candidates["warped_previous"], candidates["vae"]
+    np.testing.assert_array_equal(warped.previous, real[:-1])
+    assert np.abs(warped.frames[2].astype(int) - vae.previous[2].astype(int)).max() <= 1
+    assert not np.array_equal(warped.frames[0], vae.previous[0])  # a move is drawn

@@ -23,6 +23,10 @@ Each candidate is a picture of the episode's frames 1..F at model resolution, pl
                    previous latent turned that way and decoded, i.e. what the reprojection alone draws (teacher-
                    forced yardstick). Follows the real previous frame. A model that does not beat it in PSNR and
                    action agreement has learned nothing beyond the geometry it was given.
+    warped_previous  only for worlds whose movement has the map's walls: the real previous latent warped by the
+                   engine's move to the next pose with depth from the walls (worldsim/world/warp.py) and decoded,
+                   i.e. what 2.5D geometry alone draws of the move too (teacher-forced yardstick). Follows the real
+                   previous frame.
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ import torch
 from tqdm import tqdm
 
 from worldsim.runtime.session import WorldSession, frames_to_tensor, tensor_to_frames
+from worldsim.world.memory import MemoryConfig
 from worldsim.world.movement import PlayerState
+from worldsim.world.warp import warp_field, warp_latent
 
 VAE_BATCH = 64
 
@@ -118,7 +124,20 @@ def episode_candidates(session: WorldSession, real: np.ndarray, actions: np.ndar
         frame_cond = torch.from_numpy(np.stack([c.frame for c in conditions])).to(latents.device, latents.dtype)
         turned = session.generator.reproject(latents[:-1], frame_cond)  # real frame t - 1, turned by action t
         candidates["turned_previous"] = Candidate(_decode(session, turned), real[:-1])
+    walls = None if session.movement is None else session.movement.walkable.walls
+    if walls is not None and poses is not None:
+        candidates["warped_previous"] = Candidate(_warped_previous(session, latents, poses, walls), real[:-1])
     return candidates, speed, tracked
+
+
+@torch.inference_mode()
+def _warped_previous(session: WorldSession, latents: torch.Tensor, poses: np.ndarray, walls) -> np.ndarray:
+    """Each real previous latent warped by the engine's move to the next pose (worldsim/world/warp.py), decoded."""
+    fov = session.memory.config.fov if session.memory is not None else MemoryConfig.fov
+    warped = torch.stack([warp_latent(latents[t - 1], *warp_field(poses[t - 1], poses[t], walls, fov,
+                                                                   latents.shape[-1]))
+                          for t in range(1, len(poses))])
+    return _decode(session, warped)
 
 
 @torch.inference_mode()

@@ -145,6 +145,8 @@ def format_summary(summary: dict) -> str:
                  f"copy previous {summary['psnr']['copy_previous']['mean']:.2f}, "
                  + (f"turned previous {summary['psnr']['turned_previous']['mean']:.2f}, "
                     if "turned_previous" in summary["psnr"] else "")
+                 + (f"warped previous {summary['psnr']['warped_previous']['mean']:.2f}, "
+                    if "warped_previous" in summary["psnr"] else "")
                  + f"VAE ceiling {summary['psnr']['vae']['mean']:.2f}")
     agreement = summary.get("action_agreement")
     if agreement:

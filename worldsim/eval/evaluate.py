@@ -40,7 +40,10 @@ DEFINITIONS = {
                   "frame)), the ceiling. copy_previous: the real previous frame (teacher-forced yardstick). "
                   "copy_first: the real first frame (open-loop yardstick). turned_previous (generators that reproject "
                   "their recycled frame by the commanded yaw): the real previous latent turned that way and "
-                  "decoded, what the geometry alone draws (teacher-forced yardstick). keyframe (worlds with a keyframe "
+                  "decoded, what the geometry alone draws (teacher-forced yardstick). warped_previous (worlds whose "
+                  "movement has the map's walls): the real previous latent warped by the engine's move with depth "
+                  "from the walls and decoded, what 2.5D geometry draws of the move too (teacher-forced "
+                  "yardstick). keyframe (worlds with a keyframe "
                   "memory): the recorded keyframe nearest to the pose the world tracks open loop, turned to its "
                   "heading and decoded, what retrieval alone draws (open-loop yardstick). engine: the real frames "
                   "(action agreement only: the IDM's ceiling on these sequences).",
@@ -164,7 +167,8 @@ def summarize(scores: dict[str, list[Scores]], config: EvalConfig, windows: list
         summary[key] = table
         summary["per_frame"][key] = curves
     summary["teacher_forced_psnr"] = {n: summary["psnr"][n]["mean"]
-                                      for n in ("model_teacher", "copy_previous", "turned_previous", "vae")
+                                      for n in ("model_teacher", "copy_previous", "turned_previous",
+                                                "warped_previous", "vae")
                                       if n in names}
 
     def pooled(name: str, key: str, w: slice) -> np.ndarray:  # one window, all episodes

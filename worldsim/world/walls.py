@@ -57,6 +57,18 @@ class Walls:
             return None
         return along[0]
 
+    def ray_distances(self, origin: np.ndarray, directions: np.ndarray, far: float = 4096.0) -> np.ndarray:
+        """Distance (K,) from `origin` (2,) along each unit direction (K, 2) to the nearest wall it meets (`far`
+        when it meets none): what a camera at `origin` sees in those directions, in this 2.5D map."""
+        start, span = self.segments[:, :2], self.segments[:, 2:] - self.segments[:, :2]
+        cross = directions[:, None, 0] * span[None, :, 1] - directions[:, None, 1] * span[None, :, 0]  # (K, N)
+        offset = start[None] - np.asarray(origin, dtype=np.float64)[None, None]  # (1, N, 2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            along = (offset[..., 0] * span[None, :, 1] - offset[..., 1] * span[None, :, 0]) / cross
+            at = (offset[..., 0] * directions[:, None, 1] - offset[..., 1] * directions[:, None, 0]) / cross
+        hit = (along > 1e-6) & (at >= 0) & (at <= 1) & np.isfinite(along)
+        return np.minimum(np.where(hit, along, np.inf).min(1, initial=np.inf), far)
+
     def to_tensors(self) -> dict[str, torch.Tensor]:
         return {"segments": torch.from_numpy(self.segments.copy())}
 
