@@ -104,6 +104,11 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
     "ship-reveal-zero": ("the shipped world as it plays now with the columns a turn reveals left at zero (the "
                          "latents' mean) instead of repeating the edge column (no training)",
                          {"from": "ship", "generator": {"reveal": "zero"}}, None),
+    **{f"ship-warp-move-{share}": (f"the shipped world as it plays now with its recycled latent warped by {share} "
+                                   "of the player's move (the translation; the generator turns it) with depth from "
+                                   "the map's walls before each step (no training)",
+                                   {"from": "ship", "sampling": {"warp_move": share}}, None)
+       for share in (0.5, 1.0)},
     "ship-write-back": ("the shipped world (keyframe pull 0.4, doors) with generated frames written back (512 "
                         "slots): each cell and heading bin keeps the frame its first 2 s settled on under the "
                         "keyframe's pull, and later the pull goes toward it (no training)",

@@ -74,6 +74,9 @@ class SamplingConfig:
     # while the player's pose does not change (standing, or stopped by a wall) the generator's input noise is held,
     # not drawn afresh: the one-step generator then has nothing new to draw, and a still world stays still
     hold_still: bool = False
+    # before each step the recycled latent is warped by this share of the player's move (its translation: the
+    # generator's yaw reprojection turns it) with depth from the map's walls (worldsim/world/warp.py); 0: off
+    warp_move: float = field(default=0.0, metadata=rng(0.0, 2.0))
 
 
 @dataclass(frozen=True)

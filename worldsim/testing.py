@@ -75,12 +75,14 @@ def toy_track(steps: int = 400, seed: int = 0, room: float = 400.0, friction: fl
 
 def random_world_checkpoint(path: str | Path, keyframes: int = 12, seed: int = 0, scheme: str = "camera",
                             condition: bool = True, pull: float = 0.0, write_back: int = 0, doors: list | None = None,
-                            attend: bool = False, **generator_overrides) -> Path:
-    """A random-weight world with a learned movement (fitted on `toy_track`, with `doors`: DoorSpecs) and, with
-    `keyframes` > 0, a keyframe memory of random latents at poses of that track whose anchor its generator takes
-    (`attend`: attends to)."""
+                            attend: bool = False, walls: np.ndarray | None = None, warp_move: float = 0.0,
+                            **generator_overrides) -> Path:
+    """A random-weight world with a learned movement (fitted on `toy_track`, with `doors`: DoorSpecs, and `walls`:
+    (N, 4) segments of the map) and, with `keyframes` > 0, a keyframe memory of random latents at poses of that track
+    whose anchor its generator takes (`attend`: attends to); it plays with `sampling.warp_move`."""
     from worldsim.world.memory import KeyframeMemory, MemoryConfig
     from worldsim.world.movement import MovementModel
+    from worldsim.world.walls import Walls
 
     torch.manual_seed(seed)
     config = random_config(scheme=scheme, **generator_overrides)
@@ -91,11 +93,13 @@ def random_world_checkpoint(path: str | Path, keyframes: int = 12, seed: int = 0
                                            memory_config.anchor_channels(g.latent_channels, g.patch),
                                            "memory_channels": memory_config.attended_channels(g.latent_channels,
                                                                                               g.patch)})
-    config = replace(config, generator=anchored, memory=memory_config)
+    config = replace(config, generator=anchored, memory=memory_config,
+                     sampling=replace(config.sampling, warp_move=warp_move))
     generator, vae = build_models(config)
     perturb_(generator, seed=seed)
     poses, actions = toy_track(seed=seed)
-    movement = MovementModel.fit([(poses, actions)], ("forward", "strafe", "yaw", "use"), doors=doors)
+    movement = MovementModel.fit([(poses, actions)], ("forward", "strafe", "yaw", "use"), doors=doors,
+                                 walls=None if walls is None else Walls(walls))
     h, w = config.vae.image_size
     frames = np.random.default_rng(seed).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
     world = {"movement": {**movement.to_tensors(), "start_poses": torch.from_numpy(poses[[0, 100]])}}

@@ -249,3 +249,24 @@ def test_a_full_pull_replaces_the_recycled_frame_by_the_keyframe_of_its_pose(tmp
         unpulled.reset(first, pose)
         frames.append(unpulled.step(unpulled.encode(np.zeros(4, np.float32))))
     assert (frames[0] != frames[1]).any()
+
+
+ROOM = np.array([[0, 0, 400, 0], [400, 0, 400, 400], [400, 400, 0, 400], [0, 400, 0, 0]], dtype=float)
+
+
+def test_the_recycled_frame_can_be_warped_by_the_move_and_replays_stay_exact(tmp_path):
+    plain = WorldSession(load_checkpoint(random_world_checkpoint(tmp_path / "plain", walls=ROOM)))
+    warped = WorldSession(load_checkpoint(random_world_checkpoint(tmp_path / "warped", walls=ROOM, warp_move=1.0)))
+    forward, still = np.array([1.0, 0.0, 0.0, 0.0], np.float32), np.zeros(4, np.float32)
+    frames = {}
+    for name, session in (("plain", plain), ("warped", warped)):
+        session.reset()
+        frames[name] = [session.step(session.encode(action)) for action in (still, forward, forward)]
+    assert (frames["plain"][0] == frames["warped"][0]).all()  # no move, no warp
+    assert (frames["plain"][2] != frames["warped"][2]).any()  # the move is drawn into the recycled frame
+    test_snapshot_restore_and_replay_are_exact_with_the_pose(warped.checkpoint)
+
+
+def test_a_warp_without_the_map_walls_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="warp_move warps the recycled frame with depth from the map's walls"):
+        WorldSession(load_checkpoint(random_world_checkpoint(tmp_path / "w", warp_move=1.0)))

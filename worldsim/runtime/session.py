@@ -19,8 +19,9 @@ from worldsim.checkpoint import Checkpoint
 from worldsim.conditioning.scheme import Condition, Scheme, load_scheme
 from worldsim.models.kv_cache import CacheSnapshot
 from worldsim.rollout import step_frame
-from worldsim.world.memory import WrittenViews, pull_toward
+from worldsim.world.memory import MemoryConfig, WrittenViews, pull_toward
 from worldsim.world.movement import PlayerState
+from worldsim.world.warp import warp_field, warp_latent
 
 # `sampling.hold_still`: a step counts as still when the player moves less than this (map units) and turns less than
 # this (degrees): a player pressed against a wall at a slant creeps along it (the engine too), and the view with it
@@ -91,6 +92,12 @@ class WorldSession:
         self.memory_anchor = self.memory is not None and self.memory.config.condition
         self.memory_pull = self.memory.config.pull if self.memory is not None else 0.0
         self.write_back = self.memory.config.write_back if self.memory is not None and self.memory_pull > 0 else 0
+        self.warp_move = checkpoint.config.sampling.warp_move
+        self.walls = None if self.movement is None else self.movement.walkable.walls
+        if self.warp_move > 0 and self.walls is None:
+            raise ValueError(f"{checkpoint.path or 'this checkpoint'}: sampling.warp_move warps the recycled frame "
+                             "with depth from the map's walls, but its movement has none (scripts/add_map_walls.py "
+                             "adds them); use 0")
         self.written: WrittenViews | None = None  # frames generated here, by where they were seen from
         self.player: PlayerState | None = None
         self.latent: torch.Tensor | None = None
@@ -173,6 +180,13 @@ class WorldSession:
                     view = self.memory.views(before.pose, dtype=self.dtype)[0]
                 self.latent = pull_toward(self.latent, view.to(self.device, self.dtype), self.memory_pull,
                                           self.memory.config.pull_scale)
+            # the move drawn into the recycled frame (the generator turns it itself)
+            if self.warp_move > 0 and (after.x, after.y) != (before.x, before.y):
+                moved = np.array([*(before.pose[:2] + self.warp_move * (after.pose[:2] - before.pose[:2])),
+                                  before.heading])
+                fov = self.memory.config.fov if self.memory is not None else MemoryConfig.fov
+                self.latent = warp_latent(self.latent, *warp_field(before.pose, moved, self.walls, fov,
+                                                                   self.latent.shape[-1]))
             self.player = after
             if self.pose_channels:
                 pose_maps = self.scheme.encoding.pose_maps(self.player.pose, self.grid)

@@ -50,9 +50,9 @@ def warp_latent(latent: torch.Tensor, source: np.ndarray, scale: np.ndarray) -> 
     h, w = latent.shape[-2:]
     columns = torch.arange(w, dtype=torch.float64)
     column_weights = (1 - (torch.from_numpy(source)[:, None] - columns).abs()).clamp_min(0)  # (w out, w in)
-    moved = torch.einsum("...hj,ij->...hi", latent, column_weights.to(latent.dtype))
+    moved = torch.einsum("...hj,ij->...hi", latent, column_weights.to(latent.device, latent.dtype))
     horizon = (h - 1) / 2
     rows = torch.arange(h, dtype=torch.float64)
     source_rows = (horizon + (rows[:, None] - horizon) / torch.from_numpy(scale)[None, :]).clamp(0, h - 1)  # (h, w)
     row_weights = (1 - (source_rows[:, :, None] - rows).abs()).clamp_min(0)  # (h out, w, h in)
-    return torch.einsum("...jw,iwj->...iw", moved, row_weights.to(latent.dtype))
+    return torch.einsum("...jw,iwj->...iw", moved, row_weights.to(latent.device, latent.dtype))
