@@ -8,7 +8,8 @@ about the horizon by its depth before over after (things come closer and grow). 
 are not in the rays: each column moves as its wall does.
 
 `worldsim eval` reports it as a teacher-forced yardstick (`warped_previous`) for worlds with the map's walls:
-the real previous frame warped by the engine's own move (benchmarks/warp_yardstick.py prints it alone).
+the real previous frame warped by the engine's own move (benchmarks/warp_yardstick.py prints it alone). At play,
+`sampling.warp_move` warps the recycled latent by the player's move before each step (WorldSession.step).
 """
 
 from __future__ import annotations
