@@ -39,7 +39,6 @@ import torch
 from tqdm import tqdm
 
 from worldsim.runtime.session import WorldSession, frames_to_tensor, tensor_to_frames
-from worldsim.world.memory import MemoryConfig
 from worldsim.world.movement import PlayerState
 from worldsim.world.warp import warp_field, warp_latent
 
@@ -133,8 +132,7 @@ def episode_candidates(session: WorldSession, real: np.ndarray, actions: np.ndar
 @torch.inference_mode()
 def _warped_previous(session: WorldSession, latents: torch.Tensor, poses: np.ndarray, walls) -> np.ndarray:
     """Each real previous latent warped by the engine's move to the next pose (worldsim/world/warp.py), decoded."""
-    fov = session.memory.config.fov if session.memory is not None else MemoryConfig.fov
-    warped = torch.stack([warp_latent(latents[t - 1], *warp_field(poses[t - 1], poses[t], walls, fov,
+    warped = torch.stack([warp_latent(latents[t - 1], *warp_field(poses[t - 1], poses[t], walls, session.fov,
                                                                    latents.shape[-1]))
                           for t in range(1, len(poses))])
     return _decode(session, warped)

@@ -271,8 +271,7 @@ class CacheContext:
             k[:, :, :, : self.sink_entries] = self.sink_keys  # every layer at once
             self.sinks_written = True
         self.sink_range = torch.arange(self.sink_entries, device=plan.write_index.device)
-        self.memory_mask = None if plan.mask is None else torch.cat(
-            [plan.mask, plan.mask.new_ones(1, plan.rope_cos.shape[0])], 1)  # + the view's tokens
+        self.memory_mask = None  # the mask with an attended view's tokens, made by the first layer that has one
 
     def attend(self, layer: int, qk: torch.Tensor, v: torch.Tensor, memory=None) -> torch.Tensor:
         # qk (B, T, 2, H, hd): queries and keys RMS-normalised without their scales; v (B, T, H, hd);
@@ -314,6 +313,8 @@ class CacheContext:
         memory_k = rotate(memory[0], self.rope_cos[layer][:, 1], self.rope_sin[layer][:, 1]).transpose(1, 2)
         keys = torch.cat([keys, memory_k.to(keys.dtype)], 2)
         values = torch.cat([values, memory[1].transpose(1, 2).to(values.dtype)], 2)
+        if p.mask is not None and self.memory_mask is None:
+            self.memory_mask = torch.cat([p.mask, p.mask.new_ones(1, memory_k.shape[2])], 1)
         return scaled_dot_product_attention(q, keys, values, self.memory_mask)
 
 

@@ -94,6 +94,7 @@ class WorldSession:
         self.write_back = self.memory.config.write_back if self.memory is not None and self.memory_pull > 0 else 0
         self.warp_move = checkpoint.config.sampling.warp_move
         self.walls = None if self.movement is None else self.movement.walkable.walls
+        self.fov = self.memory.config.fov if self.memory is not None else MemoryConfig.fov  # the recorded camera's
         if self.warp_move > 0 and self.walls is None:
             raise ValueError(f"{checkpoint.path or 'this checkpoint'}: sampling.warp_move warps the recycled frame "
                              "with depth from the map's walls, but its movement has none (scripts/add_map_walls.py "
@@ -184,8 +185,7 @@ class WorldSession:
             if self.warp_move > 0 and (after.x, after.y) != (before.x, before.y):
                 moved = np.array([*(before.pose[:2] + self.warp_move * (after.pose[:2] - before.pose[:2])),
                                   before.heading])
-                fov = self.memory.config.fov if self.memory is not None else MemoryConfig.fov
-                self.latent = warp_latent(self.latent, *warp_field(before.pose, moved, self.walls, fov,
+                self.latent = warp_latent(self.latent, *warp_field(before.pose, moved, self.walls, self.fov,
                                                                    self.latent.shape[-1]))
             self.player = after
             if self.pose_channels:
