@@ -90,6 +90,19 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
                         "play_context_noise": 0.1, "detach_every": 8, "regression_frames": 8, "still_fraction": 0.25,
                         "world": {"movement": True, "memory": {"keyframes": 3000, "condition": False, "pull": 0.4,
                                                                "write_back": 512}}}, None),
+    **{f"pull-adv-0.4{suffix}": ("the shipped world's state (walls and doors, keyframe pull 0.4, write-back) "
+                                 "fine-tuned by adversarial student forcing on 48-frame rollouts pulled as play pulls "
+                                 "them (D from the shipped generator), context noise 0.3 / 0.1, L2 on the first 8 "
+                                 "frames" + what,
+                                 {"stage": "adversarial", "clip_frames": 48, "batch": 2, "context_noise": 0.3,
+                                  "play_context_noise": 0.1, "detach_every": 8, "regression_frames": 8, **model,
+                                  "world": {"movement": True, "memory": {"keyframes": 3000, "condition": False,
+                                                                         "pull": 0.4, "write_back": 512}}}, None)
+       for suffix, what, model in (
+           ("", " (pull-adv-0.4-warp's baseline)", {}),
+           ("-warp", ", with every recycled frame warped by the move (turn included) with depth from the map's walls "
+                     "instead of turned by the commanded yaw, in training and at play",
+            {"model": {"yaw_reprojection": False, "warp": True}}))},
     **{f"memory-unroll-pull-{pull}": (f"memory-unroll played with its recycled latent pulled {pull} toward the "
                                       "keyframe of its pose (no more training)",
                                       {"from": "memory-unroll", "memory": {"pull": pull}}, None)
@@ -148,6 +161,8 @@ def train_arm(name: str, overrides: dict, out: Path, recipe_name: str) -> Path:
     stage = overrides.pop("stage", "unroll")
     if "scheme" in overrides:  # another conditioning scheme on the same recordings (e.g. the world encoding)
         recipe = replace(recipe, data=replace(recipe.data, scheme=overrides.pop("scheme")))
+    if "model" in overrides:  # how the generator is shown its inputs (e.g. the recycled frame warped by the move)
+        recipe = replace(recipe, model=replace(recipe.model, **overrides.pop("model")))
     if "world" in overrides:  # the world's state beyond pixels (worldsim/world): movement, keyframe memory
         recipe = replace(recipe, world=from_dict(WorldSpec, overrides.pop("world"), path="world"))
     config = replace(getattr(recipe, stage), **overrides)

@@ -82,3 +82,23 @@ def test_a_world_with_the_map_walls_gets_the_warped_previous_yardstick(tmp_path)
     np.testing.assert_array_equal(warped.previous, real[:-1])
     assert np.abs(warped.frames[2].astype(int) - vae.previous[2].astype(int)).max() <= 1
     assert not np.array_equal(warped.frames[0], vae.previous[0])  # a move is drawn
+
+
+def test_a_world_that_warps_is_measured_against_the_engine_turn_by_the_warp(tmp_path):
+    from worldsim.testing import random_world_checkpoint, toy_track
+    from worldsim.world.warp import warp_field, warp_latent
+
+    room = np.array([[0, 0, 400, 0], [400, 0, 400, 400], [400, 400, 0, 400], [0, 400, 0, 0]], dtype=float)
+    session = WorldSession(load_checkpoint(random_world_checkpoint(tmp_path / "world", walls=room, warp_fov=90.0)))
+    real, actions = episode(session)
+    poses, _ = toy_track(steps=len(real))
+    candidates = episode_candidates(session, real, actions, poses)[0]
+    assert {"turned_previous", "warped_previous"} <= candidates.keys()
+    turned = candidates["turned_previous"]
+    np.testing.assert_array_equal(turned.previous, real[:-1])
+    # frame 1: the real first frame turned by the engine's heading change alone, the player held where it stood
+    latent = session.vae.encode(frames_to_tensor(real[:1]))
+    held = np.array([*poses[0, :2], poses[1, 2]])
+    expected = tensor_to_frames(session.vae.decode(warp_latent(latent, *warp_field(poses[0], held, session.walls,
+                                                                                    90.0, latent.shape[-1]))))[0]
+    assert np.abs(turned.frames[0].astype(int) - expected.astype(int)).max() <= 1

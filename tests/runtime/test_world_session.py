@@ -254,19 +254,46 @@ def test_a_full_pull_replaces_the_recycled_frame_by_the_keyframe_of_its_pose(tmp
 ROOM = np.array([[0, 0, 400, 0], [400, 0, 400, 400], [400, 400, 0, 400], [0, 400, 0, 0]], dtype=float)
 
 
-def test_the_recycled_frame_can_be_warped_by_the_move_and_replays_stay_exact(tmp_path):
-    plain = WorldSession(load_checkpoint(random_world_checkpoint(tmp_path / "plain", walls=ROOM)))
-    warped = WorldSession(load_checkpoint(random_world_checkpoint(tmp_path / "warped", walls=ROOM, warp_move=1.0)))
-    forward, still = np.array([1.0, 0.0, 0.0, 0.0], np.float32), np.zeros(4, np.float32)
-    frames = {}
-    for name, session in (("plain", plain), ("warped", warped)):
+def plain_and_warped(tmp_path, actions: list[list[float]], **warp) -> tuple[list, list, WorldSession]:
+    """The frames a world plays for `actions` from its first start frame, without and with a warp setting (random
+    weights, the same for both, in a square room)."""
+    sessions = [WorldSession(load_checkpoint(random_world_checkpoint(tmp_path / name, walls=ROOM, **settings)))
+                for name, settings in (("plain", {}), ("warped", warp))]
+    frames = []
+    for session in sessions:
         session.reset()
-        frames[name] = [session.step(session.encode(action)) for action in (still, forward, forward)]
-    assert (frames["plain"][0] == frames["warped"][0]).all()  # no move, no warp
-    assert (frames["plain"][2] != frames["warped"][2]).any()  # the move is drawn into the recycled frame
-    test_snapshot_restore_and_replay_are_exact_with_the_pose(warped.checkpoint)
+        frames.append([session.step(session.encode(np.array(action, np.float32))) for action in actions])
+    return *frames, sessions[1]
+
+
+def test_the_recycled_frame_can_be_warped_by_the_move_and_replays_stay_exact(tmp_path):
+    still, forward = [0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]
+    plain, warped, session = plain_and_warped(tmp_path, [still, forward, forward], warp_move=1.0)
+    assert (plain[0] == warped[0]).all()  # no move, no warp
+    assert (plain[2] != warped[2]).any()  # the move is drawn into the recycled frame
+    test_snapshot_restore_and_replay_are_exact_with_the_pose(session.checkpoint)
 
 
 def test_a_warp_without_the_map_walls_is_refused(tmp_path):
     with pytest.raises(ValueError, match="warp_move warps the recycled frame with depth from the map's walls"):
         WorldSession(load_checkpoint(random_world_checkpoint(tmp_path / "w", warp_move=1.0)))
+
+
+def test_a_world_trained_warped_is_shown_its_recycled_frame_warped_by_every_move(tmp_path):
+    still, turn = [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]
+    plain, warped, session = plain_and_warped(tmp_path, [still, turn], warp_fov=90.0)
+    assert (plain[0] == warped[0]).all()  # no move, no warp
+    assert (plain[1] != warped[1]).any()  # a turn alone is warped too (it has no yaw turn)
+    test_snapshot_restore_and_replay_are_exact_with_the_pose(session.checkpoint)
+    with pytest.raises(ValueError, match="needs the pose"):
+        session.reset(session.start_frame())
+
+
+@pytest.mark.parametrize("walls, warp_move, match", [
+    (None, 0.0, "shown the recycled frame warped by the player's move .* no movement with walls"),
+    (ROOM, 1.0, "warp_move .* this world's is warped by the whole move already"),
+])
+def test_a_warped_world_without_walls_or_warped_twice_is_refused(tmp_path, walls, warp_move, match):
+    with pytest.raises(ValueError, match=match):
+        WorldSession(load_checkpoint(random_world_checkpoint(tmp_path / "w", walls=walls, warp_move=warp_move,
+                                                             warp_fov=90.0)))

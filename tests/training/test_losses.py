@@ -177,3 +177,72 @@ def test_still_clips_repeat_the_first_frame_under_the_no_op():
     assert (posed.token_cond[still, :, :1] == 0.5).all()
     torch.testing.assert_close(posed.token_cond[still, :, 1:], clip.token_cond[still, :1, 1:].expand(-1, 5, -1, -1, -1))
 
+
+
+def warped_clip(batch: int = 2, frames: int = 6) -> Clip:
+    """A tiny clip whose frames were seen walking and turning toward a wall: it carries the warps of its moves."""
+    import numpy as np
+
+    from worldsim.world.walls import Walls
+    from worldsim.world.warp import warp_fields
+
+    clip = tiny_clip(batch, frames)
+    steps = np.arange(frames)[None, :, None] * np.array([[[6.0, -2.0, 3.0]], [[4.0, 3.0, -5.0]]])[:batch]
+    poses = steps + np.array([0.0, 0.0, 10.0])
+    warps = torch.from_numpy(warp_fields(poses, Walls(np.array([[100.0, -500.0, 100.0, 500.0]])), 90.0, 6))
+    return Clip(clip.latents, clip.frame_cond, clip.token_cond, warps=warps)
+
+
+def warping_generator() -> Generator:
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(latent_channels=4, latent_size=(4, 6), patch=2, frame_cond_dim=3,
+                                  token_cond_channels=2, residual=True, warp_fov=90.0, **GENERATOR_PRESETS["tiny"]))
+    perturb_(g, scale=0.1)
+    return g
+
+
+def test_a_warping_world_is_shown_each_recycled_frame_warped_by_the_recorded_move():
+    from worldsim.rollout import step_frame
+    from worldsim.world.warp import warp_latent
+
+    g, clip = warping_generator(), warped_clip()
+    warps = clip.warps[:, 1:]
+    torch.testing.assert_close(clip.recycled_seen_by(g), warp_latent(clip.recycled, warps[:, :, 0], warps[:, :, 1]))
+    assert not torch.allclose(clip.recycled_seen_by(g), clip.recycled)  # the moves are drawn
+    # the rollout warps what it recycles as the session does: by the move into each frame, before the step
+    with torch.no_grad():
+        frames = student_rollout(g, clip, gen=torch.Generator().manual_seed(1))
+        gen, cache, latent, expected = torch.Generator().manual_seed(1), g.new_cache(2), clip.first, []
+        for i in range(clip.latents.shape[1] - 1):
+            noise = torch.randn(latent.shape, generator=gen)
+            recycled = warp_latent(latent, clip.warps[:, i + 1, 0], clip.warps[:, i + 1, 1])
+            latent = step_frame(g, cache, recycled, clip.frame_cond[:, i + 1], clip.token_cond[:, i + 1], noise)
+            expected.append(latent)
+    torch.testing.assert_close(frames, torch.stack(expected, 1))
+    # with gradients, the one-pass recompute gives the chain's frames
+    chain = student_rollout(g, clip, gen=torch.Generator().manual_seed(1), recompute=False)
+    parallel = student_rollout(g, clip, gen=torch.Generator().manual_seed(1), recompute=True)
+    torch.testing.assert_close(parallel, chain, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(parallel.detach(), frames, atol=1e-5, rtol=1e-4)
+
+
+def test_the_discriminator_judges_a_warping_world_against_warped_previous_frames():
+    from worldsim.training.adversarial import score
+
+    g, clip = warping_generator(), warped_clip()
+    disc = Discriminator(g)
+    t, noise = torch.full((2, 5), 0.5), torch.randn_like(clip.targets)
+    unwarped = Clip(clip.latents, clip.frame_cond, clip.token_cond)
+    warped = score(disc, clip.targets, clip.first, clip, t, noise)
+    torch.testing.assert_close(warped, disc(clip.targets, clip.recycled_seen_by(g), *clip.conditions, t, noise))
+    assert not torch.allclose(warped, score(disc, clip.targets, clip.first, unwarped, t, noise))
+
+
+def test_still_clips_of_a_warping_world_are_warped_by_no_move():
+    from worldsim.training.unroll import with_still_clips
+
+    clip = warped_clip(batch=2)
+    out = with_still_clips(clip, 1.0, torch.zeros(3), torch.zeros(2, 2, 3))
+    torch.testing.assert_close(out.warps[:, :, 0], torch.arange(6.0, dtype=torch.float64).expand(2, 6, 6))
+    assert (out.warps[:, :, 1] == 1).all()
+    torch.testing.assert_close(out.recycled_seen_by(warping_generator()), out.recycled)

@@ -3,6 +3,7 @@ recorded poses, saved in every checkpoint, and a world trained without a memory 
 
 import numpy as np
 import pytest
+import torch
 
 from worldsim.checkpoint import load_checkpoint
 from worldsim.config import ConfigError, from_dict, replace
@@ -177,3 +178,52 @@ def test_learned_movement_with_a_keys_scheme_is_a_clear_error(smoke_recipe):
                      world=from_dict(WorldSpec, {"movement": True}))
     with pytest.raises(ConfigError, match="world.movement.*needs the controls.*lacks"):
         model_configs(recipe, load_scheme("keys"))
+
+
+def test_a_turning_world_is_continued_warped_by_the_recorded_moves_and_plays_warped(world_run, tmp_path,
+                                                                                      monkeypatch):
+    from worldsim.runtime.session import WorldSession
+    from worldsim.training import unroll
+
+    recipe, out, _ = world_run
+    warps = []
+    rollout = unroll.student_rollout
+    monkeypatch.setattr(unroll, "student_rollout", lambda g, clip, **kw: warps.append(clip.warps) or
+                        rollout(g, clip, **kw))
+    turning = out / "consistency" / "checkpoint"
+    assert load_checkpoint(turning).generator.config.yaw_reprojection
+    warped = replace(recipe, model=replace(recipe.model, yaw_reprojection=False, warp=True),
+                     unroll=replace(recipe.unroll, init=str(turning), steps=1))
+    checkpoint = load_checkpoint(train(warped, "unroll", tmp_path / "warped")[0])
+    g = checkpoint.generator.config
+    assert g.yaw_reprojection == () and g.warp_fov == 90.0  # the camera scheme's calibrated fov
+    (clip_warps,) = warps
+    assert clip_warps.shape == (recipe.unroll.batch, recipe.unroll.clip_frames, 2, g.latent_size[1])
+    unmoved = torch.arange(g.latent_size[1], dtype=clip_warps.dtype)
+    assert not torch.equal(clip_warps[:, 1:, 0], unmoved.expand_as(clip_warps[:, 1:, 0]))  # the recorded moves
+    session = WorldSession(checkpoint)
+    session.reset()
+    session.step(session.encode(np.array([1.0, 0.0, 1.0, 0.0], np.float32)))
+    assert session.warped
+    # the adversarial stage too (D judges warped previous frames; the long stage carries the warps on)
+    adversarial = replace(warped, adversarial=replace(recipe.adversarial, init=str(turning), steps=1))
+    train(adversarial, "adversarial", tmp_path / "warped")
+    assert load_checkpoint(train(adversarial, "long", tmp_path / "warped")[0]).generator.config.warp_fov == 90.0
+    # a world trained warped is not continued without the warp
+    unwarped = replace(recipe, unroll=replace(recipe.unroll, init=str(checkpoint.path), steps=1))
+    with pytest.raises(ConfigError, match="model.warp.*trained on recycled frames warped"):
+        train(unwarped, "unroll", tmp_path / "unwarped")
+
+
+def test_a_warp_with_the_yaw_turn_or_without_the_map_walls_is_refused(smoke_recipe):
+    from worldsim.conditioning.scheme import load_scheme
+    from worldsim.training.stages import model_configs
+
+    scheme = load_scheme("camera")
+    both = replace(smoke_recipe, model=replace(smoke_recipe.model, warp=True))
+    with pytest.raises(ConfigError, match="model.yaw_reprojection.*turns the recycled frame as well"):
+        model_configs(both, scheme)
+    no_walls = replace(smoke_recipe, model=replace(smoke_recipe.model, warp=True, yaw_reprojection=False),
+                       world=from_dict(WorldSpec, {"movement": True, "walls": False}))
+    with pytest.raises(ConfigError, match="model.warp.*depth from the map's walls"):
+        model_configs(no_walls, scheme)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from worldsim.world.walls import Walls
-from worldsim.world.warp import warp_field, warp_latent
+from worldsim.world.warp import warp_field, warp_fields, warp_latent
 
 # a long wall across x = 100, facing a camera at the origin that looks along +x
 WALL_AHEAD = Walls(np.array([[100.0, -1000.0, 100.0, 1000.0]]))
@@ -50,3 +50,24 @@ def test_a_turn_moves_columns_as_the_pinhole_turn_does(yaw):
     x_out = ((np.arange(16) + 0.5) / 16 * 2 - 1) * half
     expected = np.clip((np.tan(np.arctan(x_out) + math.radians(yaw)) / half + 1) / 2 * 16 - 0.5, 0, 15)
     np.testing.assert_allclose(source, expected, atol=0.01)  # the inverse is interpolated between columns
+
+
+def test_warp_fields_carry_each_frame_to_the_next_pose_from_the_identity():
+    poses = np.array([[[0.0, 0.0, 0.0], [10.0, 0.0, 0.0], [10.0, -5.0, 3.0]]])
+    fields = warp_fields(poses, WALL_AHEAD, 90.0, 16)
+    assert fields.shape == (1, 3, 2, 16)
+    np.testing.assert_array_equal(fields[0, 0], np.stack([np.arange(16.0), np.ones(16)]))
+    for k in (1, 2):
+        np.testing.assert_allclose(fields[0, k], np.stack(warp_field(poses[0, k - 1], poses[0, k], WALL_AHEAD, 90.0,
+                                                                     16)))
+
+
+def test_a_batch_of_latents_is_warped_each_by_its_own_field():
+    gen = torch.Generator().manual_seed(0)
+    latents = torch.randn(2, 3, 8, 12, 16, generator=gen)  # (B, K, C, h, w)
+    source, scale = torch.rand(2, 3, 16, generator=gen) * 15, torch.rand(2, 3, 16, generator=gen) + 0.5
+    batched = warp_latent(latents, source, scale)
+    for b in range(2):
+        for k in range(3):
+            torch.testing.assert_close(batched[b, k], warp_latent(latents[b, k], source[b, k].numpy(),
+                                                                  scale[b, k].numpy()))

@@ -22,11 +22,12 @@ Each candidate is a picture of the episode's frames 1..F at model resolution, pl
     turned_previous  only for generators that reproject their recycled frame by the commanded yaw: the real
                    previous latent turned that way and decoded, i.e. what the reprojection alone draws (teacher-
                    forced yardstick). Follows the real previous frame. A model that does not beat it in PSNR and
-                   action agreement has learned nothing beyond the geometry it was given.
+                   action agreement has learned nothing beyond the geometry it was given. For a world that warps
+                   its recycled frame instead (GeneratorConfig.warp_fov): turned by the engine's turn, by the warp.
     warped_previous  only for worlds whose movement has the map's walls: the real previous latent warped by the
                    engine's move to the next pose with depth from the walls (worldsim/world/warp.py) and decoded,
-                   i.e. what 2.5D geometry alone draws of the move too (teacher-forced yardstick). Follows the real
-                   previous frame.
+                   i.e. what 2.5D geometry alone draws of the move too (teacher-forced yardstick; for a world that
+                   warps, what its input alone draws). Follows the real previous frame.
 """
 
 from __future__ import annotations
@@ -119,22 +120,28 @@ def episode_candidates(session: WorldSession, real: np.ndarray, actions: np.ndar
     }
     if session.memory is not None and tracked is not None:
         candidates["keyframe"] = _keyframe_candidate(session, tracked, real[0])
-    if session.generator.config.yaw_reprojection:
+    if session.generator.config.yaw_reprojection:  # (a world that warps: below, by the engine's turn)
         frame_cond = torch.from_numpy(np.stack([c.frame for c in conditions])).to(latents.device, latents.dtype)
         turned = session.generator.reproject(latents[:-1], frame_cond)  # real frame t - 1, turned by action t
         candidates["turned_previous"] = Candidate(_decode(session, turned), real[:-1])
     walls = None if session.movement is None else session.movement.walkable.walls
     if walls is not None and poses is not None:
-        candidates["warped_previous"] = Candidate(_warped_previous(session, latents, poses, walls), real[:-1])
+        if session.warped:  # a world that warps has no yaw turn of its own: the engine's turn alone, by the warp
+            turns = np.concatenate([poses[:-1, :2], poses[1:, 2:]], 1)
+            candidates["turned_previous"] = Candidate(_warped_previous(session, latents, poses[:-1], turns, walls),
+                                                      real[:-1])
+        candidates["warped_previous"] = Candidate(_warped_previous(session, latents, poses[:-1], poses[1:], walls),
+                                                  real[:-1])
     return candidates, speed, tracked
 
 
 @torch.inference_mode()
-def _warped_previous(session: WorldSession, latents: torch.Tensor, poses: np.ndarray, walls) -> np.ndarray:
-    """Each real previous latent warped by the engine's move to the next pose (worldsim/world/warp.py), decoded."""
-    warped = torch.stack([warp_latent(latents[t - 1], *warp_field(poses[t - 1], poses[t], walls, session.fov,
-                                                                   latents.shape[-1]))
-                          for t in range(1, len(poses))])
+def _warped_previous(session: WorldSession, latents: torch.Tensor, before: np.ndarray, after: np.ndarray, walls
+                     ) -> np.ndarray:
+    """Each real previous latent, seen from `before[t]`, warped to `after[t]` (worldsim/world/warp.py), decoded."""
+    warped = torch.stack([warp_latent(latents[t], *warp_field(before[t], after[t], walls, session.fov,
+                                                               latents.shape[-1]))
+                          for t in range(len(before))])
     return _decode(session, warped)
 
 

@@ -58,6 +58,11 @@ class GeneratorConfig:
     # What the columns a turn reveals (seen by no column of the recycled frame) hold: "edge", the edge column
     # repeated; "zero", the latents' mean (they are normalised), so the generator is not shown a smeared edge
     reveal: Literal["edge", "zero"] = "edge"
+    # Motion made explicit by the world instead (maps with walls): the recycled latent arrives warped by the player's
+    # move, turn included, with depth from the map's walls as a camera of this horizontal fov (degrees) sees it
+    # (worldsim/world/warp.py). Whoever holds the poses and walls warps it (the session, the training clips), not the
+    # network; it replaces yaw_reprojection. 0: off
+    warp_fov: float = field(default=0.0, metadata=rng(0.0, 179.0))
     # The last this many token-condition channels are a keyframe view of the frame's pose (patches and offset maps,
     # worldsim/world/memory.py) that the frame attends to as extra tokens, the way it attends to the sink frame,
     # instead of taking it in its own input; 0: none
@@ -75,6 +80,9 @@ class GeneratorConfig:
                              f"{self.token_cond_channels} channels, so at most that many")
         if self.dim % self.heads or (self.dim // self.heads) % 8:
             raise ValueError(f"dim {self.dim} / heads {self.heads} must give a head size divisible by 8")
+        if self.warp_fov and self.yaw_reprojection:
+            raise ValueError("warp_fov and yaw_reprojection both reproject the recycled frame (the warp turns it "
+                             "too): set one of them")
         if self.yaw_reprojection:
             if len(self.yaw_reprojection) != 3:
                 raise ValueError(f"yaw_reprojection must be [yaw index, degrees per unit, fov] or empty, got "

@@ -93,12 +93,20 @@ class WorldSession:
         self.memory_pull = self.memory.config.pull if self.memory is not None else 0.0
         self.write_back = self.memory.config.write_back if self.memory is not None and self.memory_pull > 0 else 0
         self.warp_move = checkpoint.config.sampling.warp_move
+        self.warped = g.warp_fov > 0  # the generator is shown its recycled frame warped by the whole move
         self.walls = None if self.movement is None else self.movement.walkable.walls
-        self.fov = self.memory.config.fov if self.memory is not None else MemoryConfig.fov  # the recorded camera's
-        if self.warp_move > 0 and self.walls is None:
-            raise ValueError(f"{checkpoint.path or 'this checkpoint'}: sampling.warp_move warps the recycled frame "
-                             "with depth from the map's walls, but its movement has none (scripts/add_map_walls.py "
-                             "adds them); use 0")
+        # the recorded camera's
+        self.fov = g.warp_fov or (self.memory.config.fov if self.memory is not None else MemoryConfig.fov)
+        where = checkpoint.path or 'this checkpoint'
+        if self.warped and self.walls is None:
+            raise ValueError(f"{where}: its generator is shown the recycled frame warped by the player's move with "
+                             "depth from the map's walls, but it has no movement with walls (movement.safetensors; "
+                             "scripts/add_map_walls.py adds them) to warp it by")
+        if self.warp_move > 0 and (self.walls is None or self.warped):
+            raise ValueError(f"{where}: sampling.warp_move warps the recycled frame with depth from the map's walls "
+                             "for a world that turns it itself, but " + (
+                                 "this world's is warped by the whole move already" if self.warped else
+                                 "its movement has no walls (scripts/add_map_walls.py adds them)") + "; use 0")
         self.written: WrittenViews | None = None  # frames generated here, by where they were seen from
         self.player: PlayerState | None = None
         self.latent: torch.Tensor | None = None
@@ -136,7 +144,7 @@ class WorldSession:
             self.player = None
         elif pose is not None:
             self.player = self.movement.start(np.asarray(pose, dtype=np.float64))
-        elif self.memory is not None or self.pose_channels:
+        elif self.memory is not None or self.pose_channels or self.warped:
             raise ValueError("this world is anchored to the player's pose: reset() needs the pose (x, y, heading) "
                              "the first frame was seen from")
         else:
@@ -181,8 +189,11 @@ class WorldSession:
                     view = self.memory.views(before.pose, dtype=self.dtype)[0]
                 self.latent = pull_toward(self.latent, view.to(self.device, self.dtype), self.memory_pull,
                                           self.memory.config.pull_scale)
-            # the move drawn into the recycled frame (the generator turns it itself)
-            if self.warp_move > 0 and (after.x, after.y) != (before.x, before.y):
+            if self.warped and not np.array_equal(after.pose, before.pose):  # the move drawn, turn included
+                self.latent = warp_latent(self.latent, *warp_field(before.pose, after.pose, self.walls, self.fov,
+                                                                   self.latent.shape[-1]))
+            # a share of the move drawn into the recycled frame (the generator turns it itself)
+            elif self.warp_move > 0 and (after.x, after.y) != (before.x, before.y):
                 moved = np.array([*(before.pose[:2] + self.warp_move * (after.pose[:2] - before.pose[:2])),
                                   before.heading])
                 self.latent = warp_latent(self.latent, *warp_field(before.pose, moved, self.walls, self.fov,

@@ -70,7 +70,8 @@ def student_rollout(generator: Generator, clip: Clip, cache: KVCache | None = No
     with context noise. `detach_every` > 0: the cache is detached every that many frames (truncated
     back-propagation), so long rollouts cost memory for one chunk only. `pull` > 0 (a world with a keyframe memory
     that pulls, `clip.views` set): each recycled latent is pulled that far toward the keyframe view of its pose
-    first (its coarse layout only with `pull_scale` > 1), as the session does at play time.
+    first (its coarse layout only with `pull_scale` > 1), as the session does at play time; then a world that warps
+    (`clip.warps` set) warps it by the recorded move, as the session warps it by the tracked one.
 
     With gradients, a fresh cache, no truncation and a rollout no longer than the attention window (`recompute`),
     the rollout runs without gradients and its frames are then recomputed in one block-causal pass from its
@@ -98,6 +99,7 @@ def student_rollout(generator: Generator, clip: Clip, cache: KVCache | None = No
             recycled = latent.detach()
             if pull > 0 and clip.views is not None:
                 recycled = pull_toward(recycled, clip.views[:, i], pull, pull_scale)
+            recycled = clip.warp(recycled, i + 1)  # by the recorded move, for a world that warps (as play does)
             latent = step_frame(generator, cache, recycled, frame_cond[:, i], token_cond[:, i], noise,
                                 context_noise=context_noise,
                                 context_level=context_level if context_level is not None else 0.0)
@@ -142,7 +144,7 @@ def score(discriminator: Discriminator, frames: torch.Tensor, first: torch.Tenso
           t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """Logits for frames 1..K-1 of a sequence that starts at `first`, with the clip's conditions lined up."""
     frame_cond, token_cond = clip.conditions
-    previous = discriminator.backbone.reproject(torch.cat([first[:, None], frames[:, :-1]], 1), frame_cond)
+    previous = clip.seen_by(discriminator.backbone, torch.cat([first[:, None], frames[:, :-1]], 1))
     return discriminator(frames, previous, frame_cond, token_cond, t, noise)
 
 

@@ -2,6 +2,8 @@
 
 Alignment (the data layer's convention): condition k produced frame k from frame k - 1; condition 0 is unused.
 Teacher forcing therefore generates frames 1..K-1 with recycled inputs 0..K-2 (targets shifted by one frame).
+A world that warps its recycled frame by the move (GeneratorConfig.warp_fov) gets the warps with the clip: warp k
+carries frame k - 1 to frame k's pose, as the session warps it at play.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from worldsim.world.warp import warp_latent
 
 
 @dataclass
@@ -18,10 +22,13 @@ class Clip:
     token_cond: torch.Tensor  # (B, K, Ct, gh, gw)
     # (B, K, C, h, w): the keyframe memory's view of each frame's pose, for worlds that pull toward it; else None
     views: torch.Tensor | None = None
+    # (B, K, 2, w) float64: the warp fields (worldsim/world/warp.py) of the recorded moves, for worlds that warp
+    warps: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> Clip:
         return Clip(*(None if x is None else x.to(device, dtype, non_blocking=True)
-                      for x in (self.latents, self.frame_cond, self.token_cond, self.views)))
+                      for x in (self.latents, self.frame_cond, self.token_cond, self.views)),
+                    None if self.warps is None else self.warps.to(device, non_blocking=True))  # fields stay exact
 
     @property
     def first(self) -> torch.Tensor:
@@ -33,7 +40,21 @@ class Clip:
 
     def recycled_seen_by(self, generator) -> torch.Tensor:
         """The recycled inputs as `generator` takes them: reprojected by each frame's commanded motion, if it does."""
-        return generator.reproject(self.recycled, self.frame_cond[:, 1:])
+        return self.seen_by(generator, self.recycled)
+
+    def seen_by(self, generator, previous: torch.Tensor) -> torch.Tensor:
+        """Frames (B, K - 1, C, h, w) recycled into frames 1..K-1 (the real ones or a rollout's) as `generator`
+        takes them: warped by the recorded moves (a world that warps), or turned by the commanded yaw."""
+        if self.warps is not None:
+            previous = warp_latent(previous, self.warps[:, 1:, 0], self.warps[:, 1:, 1])
+        return generator.reproject(previous, self.frame_cond[:, 1:])
+
+    def warp(self, latent: torch.Tensor, frame: int) -> torch.Tensor:
+        """A (B, C, h, w) latent recycled into frame `frame`, warped by the move into it (the identity without
+        warps): what the session does to its recycled latent before each step."""
+        if self.warps is None:
+            return latent
+        return warp_latent(latent, self.warps[:, frame, 0], self.warps[:, frame, 1])
 
     @property
     def targets(self) -> torch.Tensor:

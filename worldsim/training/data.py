@@ -24,6 +24,7 @@ from worldsim.world.doors import DoorSpec
 from worldsim.world.memory import KeyframeMemory
 from worldsim.world.movement import MovementModel
 from worldsim.world.walls import Walls
+from worldsim.world.warp import warp_fields
 
 ENCODE_BATCH = 256
 
@@ -44,6 +45,7 @@ class TrainingData:
         self.movement: MovementModel | None = None
         self.memory: KeyframeMemory | None = None
         self._patch = 1
+        self.warp_fov = 0.0  # > 0: clips carry the warp fields of their recorded moves (GeneratorConfig.warp_fov)
         self._world_key: tuple | None = None  # what the movement and memory were built from
 
     @classmethod
@@ -89,9 +91,11 @@ class TrainingData:
 
     # ---- the world's state beyond pixels (worldsim/world) ---------------------------------------------------------
 
-    def use_world(self, spec: WorldSpec, patch: int) -> None:
+    def use_world(self, spec: WorldSpec, patch: int, warp_fov: float = 0.0) -> None:
         """Learn the movement and build the keyframe memory from the training split (after `use_vae`: the memory
-        holds this VAE's latents); clips then carry the memory's anchor in their token condition."""
+        holds this VAE's latents); clips then carry the memory's anchor in their token condition, and with
+        `warp_fov` > 0 the warp fields of their recorded moves, by the map's walls, for a camera of that fov."""
+        self.warp_fov = warp_fov
         key = (spec, self._cache.dir if self._cache is not None else None, patch)
         if key == self._world_key:  # the stages of one run share it: fitted once
             return
@@ -110,6 +114,9 @@ class TrainingData:
         self.memory = (KeyframeMemory.build(spec.memory, train.latents, train.poses, train.frame_episodes)
                        if spec.memory.enabled else None)
         self._patch = patch
+        if warp_fov and self.movement.walkable.walls is None:
+            raise WorldsimError(f"model.warp: the recordings in {self.root} do not name a map with walls (Doom "
+                                "maps do), so there is no depth to warp the recycled frame by; set it false")
 
     def _doors(self) -> list[DoorSpec] | None:
         """The doors of the map the data was recorded on, when its engine's map file says (Doom)."""
@@ -178,7 +185,11 @@ class TrainingData:
             if self.memory.config.pull > 0:
                 views = self.memory.views(poses.reshape(-1, 3), own.reshape(-1))[0].reshape(
                     *poses.shape[:2], *self.memory.latents.shape[1:])
-        return Clip(batch["latents"], batch["conditions"], tokens, views)
+        warps = None
+        if self.warp_fov:  # each recorded move, as the session warps the recycled frame by the tracked one
+            warps = torch.from_numpy(warp_fields(batch["poses"].double().numpy(), self.movement.walkable.walls,
+                                                 self.warp_fov, batch["latents"].shape[-1]))
+        return Clip(batch["latents"], batch["conditions"], tokens, views, warps)
 
 
 def _draw(starts: np.ndarray, batch: int, gen: torch.Generator) -> np.ndarray:

@@ -8,7 +8,7 @@ import copy
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +79,9 @@ def model_configs(recipe: Recipe, scheme: Scheme, anchored: bool = True) -> tupl
     if reprojection is None:
         raise ConfigError(None, "model.yaw_reprojection", f"the '{scheme.name}' scheme has no calibrated yaw to "
                           "reproject by", True, "false, or a camera scheme")
+    if m.warp and m.yaw_reprojection:
+        raise ConfigError(None, "model.yaw_reprojection", "model.warp turns the recycled frame as well as moving it",
+                          True, "false with model.warp")
     patch = {**GENERATOR_PRESETS[m.generator], **m.generator_overrides}.get("patch", GeneratorConfig.patch)
     anchor = recipe.world.memory.anchor_channels(vae.latent_channels, patch) if anchored else 0
     generator = from_dict(GeneratorConfig, {
@@ -86,9 +89,37 @@ def model_configs(recipe: Recipe, scheme: Scheme, anchored: bool = True) -> tupl
         "latent_channels": vae.latent_channels, "latent_size": list(vae.latent_size),
         "frame_cond_dim": scheme.encoding.frame_dim, "token_cond_channels": scheme.encoding.token_channels + anchor,
         "memory_channels": recipe.world.memory.attended_channels(vae.latent_channels, patch) if anchored else 0,
-        "yaw_reprojection": list(reprojection),
+        "yaw_reprojection": list(reprojection), "warp_fov": warp_fov(recipe, scheme),
     }, path="model.generator_overrides")
     return generator, vae
+
+
+def warp_fov(recipe: Recipe, scheme: Scheme) -> float:
+    """The camera fov the recycled frame is warped with (the scheme's calibrated one), or 0 without `model.warp`."""
+    if not recipe.model.warp:
+        return 0.0
+    camera = scheme.encoding.yaw_reprojection()
+    if camera is None:
+        raise ConfigError(None, "model.warp", f"the '{scheme.name}' scheme has no calibrated camera to warp with",
+                          True, "false, or a camera scheme")
+    if not (recipe.world.movement and recipe.world.walls):
+        raise ConfigError(None, "model.warp", "the warp of the recycled frame takes its depth from the map's walls, "
+                          "which the learned movement holds", True, "false, or world.movement and world.walls true")
+    return camera[2]
+
+
+def _reprojected_as_recipe(ctx: StageContext, generator: Generator) -> Generator:
+    """The generator to continue, shown its recycled frame as the recipe says: a world that turned it by the
+    commanded yaw is continued warped by the move (the warp turns it as well; the weights are the same, the input
+    moves), and a world trained warped is not continued without the warp."""
+    fov, g = warp_fov(ctx.recipe, ctx.scheme), generator.config
+    if bool(fov) == bool(g.warp_fov):
+        return generator
+    if g.warp_fov:
+        raise ConfigError(None, "model.warp", "the generator to continue was trained on recycled frames warped by "
+                          "the move", False, "true (what it was trained with)")
+    generator.config = replace(g, yaw_reprojection=(), warp_fov=fov)  # reprojection fields shape no weights
+    return generator
 
 
 def use_data(ctx: StageContext, vae: VAE, generator: Generator) -> Generator:
@@ -96,8 +127,9 @@ def use_data(ctx: StageContext, vae: VAE, generator: Generator) -> Generator:
     returns the generator, given the memory's anchor (zero input weights, or an attended view with zero values) if
     it came from a world without one."""
     encoding = ctx.scheme.encoding
+    generator = _reprojected_as_recipe(ctx, generator)
     ctx.data.use_vae(vae, generator.config.grid)
-    ctx.data.use_world(ctx.recipe.world, generator.config.patch)
+    ctx.data.use_world(ctx.recipe.world, generator.config.patch, generator.config.warp_fov)
     memory = ctx.recipe.world.memory
     g = generator.config
     wanted = encoding.token_channels + memory.anchor_channels(g.latent_channels, g.patch)
@@ -429,7 +461,7 @@ def run_long(ctx: StageContext) -> Path:
             # conditions: the first clip's, then freshly sampled real condition sequences for the extension
             conds = first_clip if segment == 0 else ctx.data.clips(cfg.batch, cfg.clip_frames, ctx.rng).to(ctx.device)
             segment_clip = Clip(torch.cat([latent.detach()[:, None], conds.latents[:, 1:]], 1), conds.frame_cond,
-                                conds.token_cond)
+                                conds.token_cond, warps=conds.warps)  # an extension's moves are its clip's
             cache.detach()  # back-propagation stops at the segment boundary; the cache's content carries on
             with ctx.autocast():
                 fake = student_rollout(generator, segment_clip, cache=cache, gen=ctx.rng,
@@ -439,15 +471,18 @@ def run_long(ctx: StageContext) -> Path:
                 scored = torch.cat([tail.targets, fake], 1)
                 scored_clip = Clip(torch.cat([tail.latents, fake.detach()], 1),
                                    torch.cat([tail.frame_cond, segment_clip.frame_cond[:, 1:]], 1),
-                                   torch.cat([tail.token_cond, segment_clip.token_cond[:, 1:]], 1))
+                                   torch.cat([tail.token_cond, segment_clip.token_cond[:, 1:]], 1),
+                                   warps=None if tail.warps is None else
+                                   torch.cat([tail.warps, segment_clip.warps[:, 1:]], 1))
             real = ctx.data.clips(cfg.batch, scored.shape[1] + 1, ctx.rng).to(ctx.device)  # short real clips
             stats = _adversarial_update(ctx, cfg, generator, discriminator, opt_g, opt_d, scored, real, scored_clip,
                                         cfg.regression_weight if segment == 0 else 0.0)
             if cfg.overlap:
                 keep = min(cfg.overlap, fake.shape[1] - 1)
                 full = Clip(torch.cat([segment_clip.latents[:, :1], fake.detach()], 1), segment_clip.frame_cond,
-                            segment_clip.token_cond)
-                tail = Clip(full.latents[:, -keep - 1:], full.frame_cond[:, -keep - 1:], full.token_cond[:, -keep - 1:])
+                            segment_clip.token_cond, warps=segment_clip.warps)
+                tail = Clip(full.latents[:, -keep - 1:], full.frame_cond[:, -keep - 1:], full.token_cond[:, -keep - 1:],
+                            warps=None if full.warps is None else full.warps[:, -keep - 1:])
             latent = fake[:, -1]
             for k, v in stats.items():
                 totals[k] = totals.get(k, 0.0) + v / cfg.segments

@@ -29,7 +29,7 @@ def with_still_clips(clip: Clip, fraction: float, no_op_frame: torch.Tensor, no_
     """Replace a random `fraction` of the clips by still ones: the first frame repeated, the no-op condition
     (`no_op_frame` (Cf,), `no_op_tokens` (Ct, gh, gw)) at every frame. The scheme's last `pose_channels` (the
     absolute camera of the `world` scheme) and the channels after the scheme's (a keyframe memory's anchor) keep
-    the first frame's: the player stays where the clip starts."""
+    the first frame's: the player stays where the clip starts, and a world that warps warps by no move."""
     B, K = clip.latents.shape[:2]
     still = torch.rand(B, generator=gen, device=clip.latents.device) < fraction  # (B,)
     if not still.any():
@@ -40,9 +40,15 @@ def with_still_clips(clip: Clip, fraction: float, no_op_frame: torch.Tensor, no_
                                                                                          *no_op_tokens.shape[1:]),
                               clip.token_cond[:, :1, motion_channels:].expand(-1, K, -1, -1, -1)], 2)
     views = None if clip.views is None else keep(clip.views, clip.views[:, :1].expand_as(clip.views))
+    warps = None
+    if clip.warps is not None:  # no move: the identity (every column from itself, rows unscaled)
+        columns = clip.warps.shape[-1]
+        unmoved = torch.stack([torch.arange(columns, dtype=clip.warps.dtype, device=clip.warps.device),
+                               clip.warps.new_ones(columns)])
+        warps = keep(clip.warps, unmoved.expand_as(clip.warps))
     return Clip(keep(clip.latents, clip.latents[:, :1].expand_as(clip.latents)),
                 keep(clip.frame_cond, no_op_frame.to(clip.frame_cond).expand_as(clip.frame_cond)),
-                keep(clip.token_cond, still_tokens), views)
+                keep(clip.token_cond, still_tokens), views, warps)
 
 
 def unroll_loss(generator: Generator, clip: Clip, context_noise: float = 0.0, detach_every: int = 0,

@@ -8,8 +8,12 @@ about the horizon by its depth before over after (things come closer and grow). 
 are not in the rays: each column moves as its wall does.
 
 `worldsim eval` reports it as a teacher-forced yardstick (`warped_previous`) for worlds with the map's walls:
-the real previous frame warped by the engine's own move (benchmarks/warp_yardstick.py prints it alone). At play,
-`sampling.warp_move` warps the recycled latent by the player's move before each step (WorldSession.step).
+the real previous frame warped by the engine's own move (benchmarks/warp_yardstick.py prints it alone).
+
+A world trained with it (`model.warp`, GeneratorConfig.warp_fov) is shown every recycled latent warped by the move
+that produced the next frame, turn included, instead of turned by the commanded yaw: in training by the recorded
+poses (`warp_fields`, carried by each Clip), at play by the tracked pose before and after the step (WorldSession.step).
+`sampling.warp_move` warps a yaw-turning world's recycled latent by a share of the move at play only.
 """
 
 from __future__ import annotations
@@ -45,15 +49,30 @@ def warp_field(before: np.ndarray, after: np.ndarray, walls: Walls, fov: float, 
     return source, scale
 
 
-def warp_latent(latent: torch.Tensor, source: np.ndarray, scale: np.ndarray) -> torch.Tensor:
-    """(..., C, h, w) latent resampled by a `warp_field`: columns from `source` (w,), then each column's rows
-    scaled about the horizon by `scale` (w,) (linear interpolation, edges repeated)."""
+def warp_fields(poses: np.ndarray, walls: Walls, fov: float, columns: int) -> np.ndarray:
+    """Poses (..., K, 3) of consecutive frames -> warp fields (..., K, 2, columns) as `warp_latent` takes them: field
+    k carries frame k - 1 to frame k's pose (source columns, then row scales); field 0 is the identity."""
+    fields = np.empty((*poses.shape[:-1], 2, columns))
+    fields[..., 0, :], fields[..., 1, :] = np.arange(columns), 1.0
+    flat, out = poses.reshape(-1, poses.shape[-2], 3), fields.reshape(-1, *fields.shape[-3:])
+    for sequence, warps in zip(flat, out):
+        for k in range(1, len(sequence)):
+            warps[k] = warp_field(sequence[k - 1], sequence[k], walls, fov, columns)
+    return fields
+
+
+def warp_latent(latent: torch.Tensor, source: np.ndarray | torch.Tensor, scale: np.ndarray | torch.Tensor
+                ) -> torch.Tensor:
+    """(..., C, h, w) latents resampled by warp fields: columns from `source` (..., w), then each column's rows
+    scaled about the horizon by `scale` (..., w) (linear interpolation, edges repeated). The fields' leading dims
+    are the latents' before C, or none (one field for all)."""
     h, w = latent.shape[-2:]
-    columns = torch.arange(w, dtype=torch.float64)
-    column_weights = (1 - (torch.from_numpy(source)[:, None] - columns).abs()).clamp_min(0)  # (w out, w in)
-    moved = torch.einsum("...hj,ij->...hi", latent, column_weights.to(latent.device, latent.dtype))
+    source, scale = (torch.as_tensor(x, dtype=torch.float64, device=latent.device) for x in (source, scale))
+    columns = torch.arange(w, dtype=torch.float64, device=latent.device)
+    column_weights = (1 - (source[..., :, None] - columns).abs()).clamp_min(0)  # (..., w out, w in)
+    moved = torch.einsum("...chj,...ij->...chi", latent, column_weights.to(latent.dtype))
     horizon = (h - 1) / 2
-    rows = torch.arange(h, dtype=torch.float64)
-    source_rows = (horizon + (rows[:, None] - horizon) / torch.from_numpy(scale)[None, :]).clamp(0, h - 1)  # (h, w)
-    row_weights = (1 - (source_rows[:, :, None] - rows).abs()).clamp_min(0)  # (h out, w, h in)
-    return torch.einsum("...jw,iwj->...iw", moved, row_weights.to(latent.device, latent.dtype))
+    rows = torch.arange(h, dtype=torch.float64, device=latent.device)
+    source_rows = (horizon + (rows[:, None] - horizon) / scale[..., None, :]).clamp(0, h - 1)  # (..., h, w)
+    row_weights = (1 - (source_rows[..., None] - rows).abs()).clamp_min(0)  # (..., h out, w, h in)
+    return torch.einsum("...cjw,...iwj->...ciw", moved, row_weights.to(latent.dtype))
