@@ -210,12 +210,12 @@ def play_variant(name: str, overrides: dict, out: Path) -> Path:
 
 
 def evaluate_arm(name: str, checkpoint: str | Path, play_noise: float | None, out: Path, frames: int,
-                 episodes: int, ground_truth: Path) -> dict:
+                 episodes: int, ground_truth: Path, idm: Path | None = None) -> dict:
     metrics_path = out / name / "eval" / "metrics.json"
     if metrics_path.exists():
         return json.loads(metrics_path.read_text())
     config = EvalConfig(frames=frames, episodes=episodes, context_noise=play_noise, video=False)
-    return evaluate(checkpoint, out / name / "eval", config, ground_truth_dir=ground_truth, progress=False)
+    return evaluate(checkpoint, out / name / "eval", config, idm=idm, ground_truth_dir=ground_truth, progress=False)
 
 
 def row(name: str, metrics: dict) -> dict:
@@ -246,6 +246,9 @@ def row(name: str, metrics: dict) -> dict:
         "loop_return_over_far": round(probes.get("walk_loop", {}).get("model", {}).get("return_over_far_db",
                                                                                        float("nan")), 1),
         "keyframe_at": {h: round(v, 2) for h, v in psnr.get("keyframe", {}).get("at", {}).items()},
+        "warped_previous": round(psnr.get("warped_previous", {}).get("mean", float("nan")), 2),
+        "action_agreement": round((metrics.get("action_agreement") or {}).get("model", {}).get("mean", {}).get(
+            "all", float("nan")), 3),
         "psnr_last": round(psnr["model"]["at"][last], 2),
     }
 
@@ -254,7 +257,7 @@ def markdown(rows: list[dict]) -> str:
     head = ("| arm | PSNR h24 / h96 / last (copy-first) | beats copy-first (share of h>=24) | teacher-forced "
             "(turned-prev) | detector: first fired / flagged (engine) | sharpness, last window | still: change / "
             "last-vs-first dB | wall change | strafe ratio | turn: full-half dB | loop: return-far dB "
-            "| keyframe yardstick |\n" + "|---" * 12 + "|\n")
+            "| keyframe yardstick | action agreement (--idm) |\n" + "|---" * 13 + "|\n")
     lines = []
     for r in rows:
         at, first = r["psnr_at"], r["copy_first_at"]
@@ -267,7 +270,8 @@ def markdown(rows: list[dict]) -> str:
             f"| {r['first_fired']} / {r['flagged']:.2f} ({r['engine_flagged']:.4f}) | {r['sharpness_last_window']:.2f} "
             f"| {r['still_change']:.2f} / {r['still_last_vs_first']:.1f} | {r['wall_change']:.2f} "
             f"| {r['strafe_ratio']:.2f} | {r['turn_full_over_half']:.1f} | {loop:.1f} "
-            f"| {' / '.join(f'{keyframe[h]:.2f}' for h in hs) if keyframe else '-'} |")
+            f"| {' / '.join(f'{keyframe[h]:.2f}' for h in hs) if keyframe else '-'} "
+            f"| {r.get('action_agreement', float('nan')):.3f} |")
     return head + "\n".join(lines)
 
 
@@ -281,6 +285,7 @@ def main() -> None:
     parser.add_argument("--ground-truth", default="runs/gt", help="held-out engine frames, shared by all arms")
     parser.add_argument("--table", default=None, help="print the lever table of the arms in this folder and stop")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--idm", default=None, help="an inverse-dynamics judge (runs/idm): arms get action agreement")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.table or args.out)
@@ -295,7 +300,8 @@ def main() -> None:
                 checkpoint = play_variant(name, overrides, out)
             else:
                 checkpoint = train_arm(name, overrides, out, args.recipe)
-            evaluate_arm(name, checkpoint, play_noise, out, args.frames, args.episodes, Path(args.ground_truth))
+            evaluate_arm(name, checkpoint, play_noise, out, args.frames, args.episodes, Path(args.ground_truth),
+                         args.idm and Path(args.idm))
             print(f"{name}: evaluated", flush=True)
     rows = [row(p.parent.parent.name, json.loads(p.read_text())) for p in sorted(out.glob("*/eval/metrics.json"))]
     (out / "table.json").write_text(json.dumps(rows, indent=1))
