@@ -96,3 +96,17 @@ def test_every_stage_within_a_budget(smoke_recipe, tmp_path):
     assert [p.parent.name for p in paths] == list(STAGES)
     for path in paths:
         assert 0 <= json.loads((path / "trainer.json").read_text())["step"] < 100_000
+
+
+def test_a_resumed_stage_gets_its_share_of_the_whole_budget_less_what_it_spent(tmp_path):
+    recipe = replace(load_recipe("smoke"), budget=Budget(vae=0.0, diffusion=0.6, consistency=0.1, unroll=0.0,
+                                                          adversarial=0.3, long=0.0))
+    (tmp_path / "diffusion" / "checkpoint").mkdir(parents=True)
+    (tmp_path / "diffusion" / "checkpoint" / "trainer.json").write_text(json.dumps({"step": 1, "elapsed_s": 40.0}))
+    budget = TimeBudget(100.0, recipe, STAGES, tmp_path)
+    start = time.monotonic()
+    # 60 s of the 100 are diffusion's, 40 of them spent: 20 s more, not 0.6 of the 60 s left
+    assert budget.deadline("diffusion") - start == pytest.approx(20, abs=0.5)
+    over = TimeBudget(100.0, replace(recipe, budget=replace(recipe.budget, diffusion=0.3, adversarial=0.6)),
+                      STAGES, tmp_path)
+    assert over.deadline("diffusion") - time.monotonic() == pytest.approx(0, abs=0.01)  # its share is spent

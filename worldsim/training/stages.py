@@ -506,22 +506,28 @@ class TimeBudget:
     """`seconds` of training shared by the stages that run, by the recipe's `budget` fractions (one stage alone
     gets all of it). Counted from now, less the training time the stages' checkpoints already hold (their
     `elapsed_s`), so a resumed run continues with the time left. Each stage's deadline is its share of what is left
-    when it starts: a stage that ends before its deadline (its steps done) leaves the rest to the stages after it."""
+    when it starts, counting the time it and the stages after it already spent (a resumed stage has used part of
+    its share, and gets only the rest): a stage that ends before its deadline (its steps done) leaves the rest to
+    the stages after it."""
 
     def __init__(self, seconds: float, recipe: Recipe, stages: tuple[str, ...], out: Path):
         self.fractions = {name: getattr(recipe.budget, name) if len(stages) > 1 else 1.0 for name in stages}
         if sum(self.fractions.values()) <= 0:
             raise ConfigError(None, "budget", "every stage to run has a time fraction of 0",
                               allowed="a positive fraction for at least one of " + ", ".join(stages))
-        self.spent = sum(_elapsed(out / name / "checkpoint") for name in stages)
+        self.elapsed = {name: _elapsed(out / name / "checkpoint") for name in stages}
+        self.spent = sum(self.elapsed.values())
         self.end = time.monotonic() + seconds - self.spent
 
     def deadline(self, stage: str) -> float:
         names = list(self.fractions)
-        later = sum(self.fractions[name] for name in names[names.index(stage):])
+        later = names[names.index(stage):]
+        fraction = sum(self.fractions[name] for name in later)
         now = time.monotonic()
-        share = max(0.0, self.end - now) * (self.fractions[stage] / later if later > 0 else 0.0)
-        return now + share
+        left = max(0.0, self.end - now)
+        pool = left + sum(self.elapsed[name] for name in later)
+        share = pool * self.fractions[stage] / fraction - self.elapsed[stage] if fraction > 0 else 0.0
+        return now + min(left, max(0.0, share))
 
 
 def _elapsed(checkpoint: Path) -> float:
