@@ -75,7 +75,8 @@ def table(results: list[dict]) -> str:
                      f"{fmt(y['vae_ceiling_psnr'])} / {fmt(y['copy_previous_psnr'])} / "
                      f"{fmt(y['copy_first_psnr_at_last'])} | | | | |")
     if "turned_previous_psnr" in y:
-        lines.append(f"| yardstick: real previous frame turned by the commanded yaw (the reprojection alone) | | | | | "
+        lines.append(f"| yardstick: real previous frame turned (by the commanded yaw; a world that warps: the engine's "
+                     "turn, warped) | | | | | "
                      f"| {fmt(y['turned_previous_psnr'])} | {fmt(y.get('action_agreement_turned_previous'))} | | | |")
     return "\n".join(lines)
 

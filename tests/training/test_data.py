@@ -67,3 +67,37 @@ def test_an_interrupted_recording_without_a_record_section_is_refused(recipe):
     with pytest.raises(WorldsimError, match=r"unfinished recording \(2 of 3 episodes recorded\); finish it by "
                                             r"running the `worldsim record` command that started it again"):
         TrainingData.from_recipe(no_record, scheme, IMAGE_SIZE)
+
+
+def test_an_extension_makes_its_clips_moves_from_where_the_rollout_is():
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    from worldsim.training.clips import Clip
+    from worldsim.world.walls import Walls
+    from worldsim.world.warp import warp_fields
+
+    data = TrainingData.__new__(TrainingData)  # only the world's walls and the warp's fov are used
+    walls = Walls(np.array([[0.0, 0.0, 400.0, 0.0], [400.0, 0.0, 400.0, 400.0], [400.0, 400.0, 0.0, 400.0],
+                            [0.0, 400.0, 0.0, 0.0]]))
+    data.movement, data.warp_fov = SimpleNamespace(walkable=SimpleNamespace(walls=walls)), 90.0
+    latents = torch.zeros(1, 3, 4, 4, 6)
+
+    def clip(poses: list) -> Clip:
+        poses = torch.tensor([poses], dtype=torch.float64)
+        return Clip(latents, torch.zeros(1, 3, 3), torch.zeros(1, 3, 2, 2, 3), poses=poses,
+                    warps=torch.from_numpy(warp_fields(poses.numpy(), walls, 90.0, 6)))
+
+    # recorded elsewhere: 10 units ahead facing east, then 5 to the right while turning 30 degrees left
+    other = clip([[300.0, 300.0, 0.0], [310.0, 300.0, 0.0], [310.0, 295.0, 30.0]])
+    previous = clip([[100.0, 100.0, 90.0], [100.0, 120.0, 90.0], [100.0, 150.0, 90.0]])  # ends facing north
+    moved = data.continued(other, previous)
+    # the same moves in the player's own frame, made from (100, 150) facing north: ahead is +y, right is +x
+    np.testing.assert_allclose(moved.poses[0].numpy(), [[100.0, 150.0, 90.0], [100.0, 160.0, 90.0],
+                                                        [105.0, 160.0, 120.0]], atol=1e-9)
+    np.testing.assert_allclose(moved.warps.numpy(), warp_fields(moved.poses.numpy(), walls, 90.0, 6))
+    assert not np.allclose(moved.warps.numpy(), other.warps.numpy())  # seen at the rollout's depth, not the other's
+    plain = Clip(latents, other.frame_cond, other.token_cond)
+    assert data.continued(plain, previous) is plain  # a world that does not warp: nothing to move

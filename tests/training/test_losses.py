@@ -178,7 +178,6 @@ def test_still_clips_repeat_the_first_frame_under_the_no_op():
     torch.testing.assert_close(posed.token_cond[still, :, 1:], clip.token_cond[still, :1, 1:].expand(-1, 5, -1, -1, -1))
 
 
-
 def warped_clip(batch: int = 2, frames: int = 6) -> Clip:
     """A tiny clip whose frames were seen walking and turning toward a wall: it carries the warps of its moves."""
     import numpy as np
@@ -232,10 +231,19 @@ def test_the_discriminator_judges_a_warping_world_against_warped_previous_frames
     g, clip = warping_generator(), warped_clip()
     disc = Discriminator(g)
     t, noise = torch.full((2, 5), 0.5), torch.randn_like(clip.targets)
-    unwarped = Clip(clip.latents, clip.frame_cond, clip.token_cond)
     warped = score(disc, clip.targets, clip.first, clip, t, noise)
     torch.testing.assert_close(warped, disc(clip.targets, clip.recycled_seen_by(g), *clip.conditions, t, noise))
-    assert not torch.allclose(warped, score(disc, clip.targets, clip.first, unwarped, t, noise))
+    assert not torch.allclose(warped, disc(clip.targets, clip.recycled, *clip.conditions, t, noise))
+    # a clip without the warps its world needs, or with warps for a world that turns, is refused
+    with pytest.raises(ValueError, match="warped by the move .* the clip has no warps"):
+        score(disc, clip.targets, clip.first, Clip(clip.latents, clip.frame_cond, clip.token_cond), t, noise)
+    with pytest.raises(ValueError, match="does not warp its recycled frame, but the clip carries warps"):
+        student_rollout(tiny_generator(), clip)
+
+
+def test_warps_stay_exact_when_a_clip_moves_to_bf16():
+    clip = warped_clip().to("cpu", torch.bfloat16)
+    assert clip.latents.dtype == torch.bfloat16 and clip.warps.dtype == torch.float64
 
 
 def test_still_clips_of_a_warping_world_are_warped_by_no_move():

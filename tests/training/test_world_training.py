@@ -1,6 +1,8 @@
 """Training a world with its state beyond pixels: the movement and the keyframe memory are learned from the
 recorded poses, saved in every checkpoint, and a world trained without a memory can be given one."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -205,7 +207,9 @@ def test_a_turning_world_is_continued_warped_by_the_recorded_moves_and_plays_war
     session.reset()
     session.step(session.encode(np.array([1.0, 0.0, 1.0, 0.0], np.float32)))
     assert session.warped
-    # the adversarial stage too (D judges warped previous frames; the long stage carries the warps on)
+    # the adversarial stage too: D starts from the run's diffusion weights, trained turning, and judges warped
+    # previous frames (a D that turned them as well is refused by the clips); the long stage carries the warps on
+    shutil.copytree(out / "diffusion" / "checkpoint", tmp_path / "warped" / "diffusion" / "checkpoint")
     adversarial = replace(warped, adversarial=replace(recipe.adversarial, init=str(turning), steps=1))
     train(adversarial, "adversarial", tmp_path / "warped")
     assert load_checkpoint(train(adversarial, "long", tmp_path / "warped")[0]).generator.config.warp_fov == 90.0

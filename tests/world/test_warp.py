@@ -71,3 +71,14 @@ def test_a_batch_of_latents_is_warped_each_by_its_own_field():
         for k in range(3):
             torch.testing.assert_close(batched[b, k], warp_latent(latents[b, k], source[b, k].numpy(),
                                                                   scale[b, k].numpy()))
+
+
+def test_many_cameras_cast_their_rays_at_once_as_each_alone():
+    walls = Walls(np.array([[100.0, -50.0, 100.0, 50.0], [-80.0, -500.0, -80.0, 500.0], [0.0, 60.0, 90.0, 60.0]]))
+    origins = np.array([[0.0, 0.0], [20.0, 10.0], [-10.0, 40.0]])
+    angles = np.linspace(-3, 3, 7)
+    directions = np.stack([np.cos(angles), np.sin(angles)], -1)[None].repeat(3, 0) * np.array([1, -1, 1])[:, None, None]
+    batched = walls.ray_distances(origins, directions)
+    assert batched.shape == (3, 7)
+    for origin, rays, distances in zip(origins, directions, batched):
+        np.testing.assert_allclose(distances, walls.ray_distances(origin, rays))

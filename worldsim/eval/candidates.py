@@ -80,9 +80,9 @@ def episode_candidates(session: WorldSession, real: np.ndarray, actions: np.ndar
                        progress: bool = False) -> tuple[dict[str, Candidate], RolloutSpeed, np.ndarray | None]:
     """real: (F + 1, h, w, 3) uint8 engine frames at model resolution; actions: (F + 1, A), actions[t]
     produced real[t] (actions[0] is the no-op); poses: (F + 1, 3) the engine's, for worlds that track the pose.
-    Returns the candidates in the order listed above (turned_previous only for reprojecting generators, keyframe
-    only for worlds with a memory), the open-loop speed, and the poses (F, 3) the world tracked open loop (None
-    when it tracks none)."""
+    Returns the candidates in the order listed above (turned_previous only for generators that turn or warp their
+    recycled frame, keyframe only for worlds with a memory), the open-loop speed, and the poses (F, 3) the world
+    tracked open loop (None when it tracks none)."""
     steps = len(real) - 1
     conditions = [session.encode(actions[t]) for t in range(1, steps + 1)]
     first_pose = None if poses is None else poses[0]

@@ -97,7 +97,7 @@ class WorldSession:
         self.walls = None if self.movement is None else self.movement.walkable.walls
         # the recorded camera's
         self.fov = g.warp_fov or (self.memory.config.fov if self.memory is not None else MemoryConfig.fov)
-        where = checkpoint.path or 'this checkpoint'
+        where = checkpoint.path or "this checkpoint"
         if self.warped and self.walls is None:
             raise ValueError(f"{where}: its generator is shown the recycled frame warped by the player's move with "
                              "depth from the map's walls, but it has no movement with walls (movement.safetensors; "
@@ -145,8 +145,9 @@ class WorldSession:
         elif pose is not None:
             self.player = self.movement.start(np.asarray(pose, dtype=np.float64))
         elif self.memory is not None or self.pose_channels or self.warped:
-            raise ValueError("this world is anchored to the player's pose: reset() needs the pose (x, y, heading) "
-                             "the first frame was seen from")
+            why = "warps its recycled frame by the player's moves" if self.warped else \
+                "is anchored to the player's pose"
+            raise ValueError(f"this world {why}: reset() needs the pose (x, y, heading) the first frame was seen from")
         else:
             self.player = None  # a first frame from nowhere known: no pose to track
         self.latent = self.vae.encode(frames_to_tensor(frame[None]).to(self.device, self.dtype))

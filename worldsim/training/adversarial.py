@@ -80,6 +80,7 @@ def student_rollout(generator: Generator, clip: Clip, cache: KVCache | None = No
     differentiable cache (benchmarks/bench_train.py).
     Past the window the one pass attends to every earlier frame and then masks most of them, and costs more.
     """
+    clip.check_warps(generator)
     B = clip.latents.shape[0]
     parallel = (recompute and torch.is_grad_enabled() and cache is None and not detach_every
                 and clip.latents.shape[1] - 1 <= generator.config.window)

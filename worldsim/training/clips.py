@@ -22,13 +22,16 @@ class Clip:
     token_cond: torch.Tensor  # (B, K, Ct, gh, gw)
     # (B, K, C, h, w): the keyframe memory's view of each frame's pose, for worlds that pull toward it; else None
     views: torch.Tensor | None = None
-    # (B, K, 2, w) float64: the warp fields (worldsim/world/warp.py) of the recorded moves, for worlds that warp
+    # (B, K, 2, w) float64: the warp fields (worldsim/world/warp.py) of the recorded moves, for worlds that warp,
+    # and the poses (B, K, 3) float64 they were made from
     warps: torch.Tensor | None = None
+    poses: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> Clip:
         return Clip(*(None if x is None else x.to(device, dtype, non_blocking=True)
                       for x in (self.latents, self.frame_cond, self.token_cond, self.views)),
-                    None if self.warps is None else self.warps.to(device, non_blocking=True))  # fields stay exact
+                    *(None if x is None else x.to(device, non_blocking=True)  # fields and poses stay exact
+                      for x in (self.warps, self.poses)))
 
     @property
     def first(self) -> torch.Tensor:
@@ -42,9 +45,18 @@ class Clip:
         """The recycled inputs as `generator` takes them: reprojected by each frame's commanded motion, if it does."""
         return self.seen_by(generator, self.recycled)
 
+    def check_warps(self, generator) -> None:
+        """A generator trained on warped recycled frames gets clips with warps, and only it: a world that warps and
+        is shown unwarped frames, or one that turns them and is shown warped ones, would train on the wrong input."""
+        if bool(generator.config.warp_fov) != (self.warps is not None):
+            raise ValueError("this generator " + ("is shown its recycled frame warped by the move (warp_fov), but "
+                                                  "the clip has no warps" if generator.config.warp_fov else
+                                                  "does not warp its recycled frame, but the clip carries warps"))
+
     def seen_by(self, generator, previous: torch.Tensor) -> torch.Tensor:
         """Frames (B, K - 1, C, h, w) recycled into frames 1..K-1 (the real ones or a rollout's) as `generator`
         takes them: warped by the recorded moves (a world that warps), or turned by the commanded yaw."""
+        self.check_warps(generator)
         if self.warps is not None:
             previous = warp_latent(previous, self.warps[:, 1:, 0], self.warps[:, 1:, 1])
         return generator.reproject(previous, self.frame_cond[:, 1:])

@@ -185,11 +185,37 @@ class TrainingData:
             if self.memory.config.pull > 0:
                 views = self.memory.views(poses.reshape(-1, 3), own.reshape(-1))[0].reshape(
                     *poses.shape[:2], *self.memory.latents.shape[1:])
-        warps = None
-        if self.warp_fov:  # each recorded move, as the session warps the recycled frame by the tracked one
-            warps = torch.from_numpy(warp_fields(batch["poses"].double().numpy(), self.movement.walkable.walls,
-                                                 self.warp_fov, batch["latents"].shape[-1]))
-        return Clip(batch["latents"], batch["conditions"], tokens, views, warps)
+        if not self.warp_fov:
+            return Clip(batch["latents"], batch["conditions"], tokens, views)
+        poses = batch["poses"].double()  # warped by the recorded moves, as the session warps by the tracked ones
+        return Clip(batch["latents"], batch["conditions"], tokens, views, self._warps(poses, batch["latents"]), poses)
+
+    def _warps(self, poses: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(warp_fields(poses.cpu().numpy(), self.movement.walkable.walls, self.warp_fov,
+                                            latents.shape[-1])).to(latents.device)
+
+    def continued(self, clip: Clip, previous: Clip) -> Clip:
+        """`clip`'s moves made from where `previous` ends, for a rollout that goes on from there with another clip's
+        conditions (the long stage's extensions), in a world that warps: each step's displacement in the player's
+        own frame and its turn, from the new pose, and the warps seen there. The walls are not collided with: what
+        matters is that the recycled frame is warped with the depth where the rollout is, not where the other clip
+        was recorded. Clips without poses are returned as they are."""
+        if clip.poses is None or previous.poses is None:
+            return clip
+        start, poses = previous.poses[:, -1].cpu().numpy(), clip.poses.cpu().numpy()
+        heading = np.radians(poses[:, :-1, 2])
+        step = poses[:, 1:, :2] - poses[:, :-1, :2]
+        ahead = step[..., 0] * np.cos(heading) + step[..., 1] * np.sin(heading)
+        right = step[..., 0] * np.sin(heading) - step[..., 1] * np.cos(heading)
+        moved = np.empty_like(poses)
+        moved[:, 0] = start
+        for k in range(1, poses.shape[1]):
+            a = np.radians(moved[:, k - 1, 2])
+            moved[:, k, 0] = moved[:, k - 1, 0] + ahead[:, k - 1] * np.cos(a) + right[:, k - 1] * np.sin(a)
+            moved[:, k, 1] = moved[:, k - 1, 1] + ahead[:, k - 1] * np.sin(a) - right[:, k - 1] * np.cos(a)
+            moved[:, k, 2] = moved[:, k - 1, 2] + poses[:, k, 2] - poses[:, k - 1, 2]
+        poses = torch.from_numpy(moved).to(clip.poses.device)
+        return Clip(clip.latents, clip.frame_cond, clip.token_cond, clip.views, self._warps(poses, clip.latents), poses)
 
 
 def _draw(starts: np.ndarray, batch: int, gen: torch.Generator) -> np.ndarray:

@@ -366,9 +366,10 @@ def _adversarial_roles(ctx: StageContext, stage: str, cfg):
         # fine-tuning a finished world (`init`) without its diffusion stage: D starts from the generator itself
         backbone = load_checkpoint(diffusion).generator if diffusion.exists() or not init else \
             copy.deepcopy(generator)
-        discriminator = Discriminator(backbone).to(ctx.device)
+        # D sees the previous frames as the generator does (a turning world continued warped: warped, not turned)
+        discriminator = Discriminator(_reprojected_as_recipe(ctx, backbone)).to(ctx.device)
     else:  # long-video training continues the stage-3 discriminator
-        discriminator = Discriminator(copy.deepcopy(base.generator)).to(ctx.device)
+        discriminator = Discriminator(_reprojected_as_recipe(ctx, copy.deepcopy(base.generator))).to(ctx.device)
         weights = base.extra.get("discriminator")
         if weights is None:
             raise TrainingError(f"{base.path} has no discriminator.safetensors to continue from")
@@ -456,12 +457,15 @@ def run_long(ctx: StageContext) -> Path:
         cache = generator.new_cache(cfg.batch, ctx.device, differentiable=True)
         latent = first_clip.first
         tail: Clip | None = None  # the previous segment's last `overlap` frames (detached), scored again
+        segment_clip = first_clip  # the segment so far: where an extension's moves start
         totals: dict[str, float] = {}
         for segment in range(cfg.segments):
-            # conditions: the first clip's, then freshly sampled real condition sequences for the extension
-            conds = first_clip if segment == 0 else ctx.data.clips(cfg.batch, cfg.clip_frames, ctx.rng).to(ctx.device)
+            # conditions: the first clip's, then freshly sampled real condition sequences for the extension (their
+            # moves made from where the rollout is, for a world that warps its recycled frame by them)
+            conds = first_clip if segment == 0 else ctx.data.continued(
+                ctx.data.clips(cfg.batch, cfg.clip_frames, ctx.rng).to(ctx.device), segment_clip)
             segment_clip = Clip(torch.cat([latent.detach()[:, None], conds.latents[:, 1:]], 1), conds.frame_cond,
-                                conds.token_cond, warps=conds.warps)  # an extension's moves are its clip's
+                                conds.token_cond, warps=conds.warps, poses=conds.poses)
             cache.detach()  # back-propagation stops at the segment boundary; the cache's content carries on
             with ctx.autocast():
                 fake = student_rollout(generator, segment_clip, cache=cache, gen=ctx.rng,

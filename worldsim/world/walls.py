@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 PLAYER_RADIUS = 16.0  # Doom: half the side of the player's square box
+RAY_CHUNK_ELEMENTS = 32_768  # rays x walls intersected at once by `ray_distances`: arrays that stay in cache
 
 
 class Walls:
@@ -58,16 +59,28 @@ class Walls:
         return along[0]
 
     def ray_distances(self, origin: np.ndarray, directions: np.ndarray, far: float = 4096.0) -> np.ndarray:
-        """Distance (K,) from `origin` (2,) along each unit direction (K, 2) to the nearest wall it meets (`far`
-        when it meets none): what a camera at `origin` sees in those directions, in this 2.5D map."""
+        """Distance (..., K) from each `origin` (..., 2) along its unit directions (..., K, 2) to the nearest wall
+        they meet (`far` when they meet none): what a camera there sees in those directions, in this 2.5D map."""
+        origins = np.asarray(origin, dtype=np.float64)
+        flat_origins, flat_directions = origins.reshape(-1, 2), directions.reshape(-1, *directions.shape[-2:])
+        # cameras cast at once: a few (cameras, K, walls) arrays of about RAY_CHUNK_ELEMENTS, cache-sized
+        chunk = max(1, RAY_CHUNK_ELEMENTS // max(1, directions.shape[-2] * len(self.segments)))
+        distances = [self._cast(flat_origins[i:i + chunk], flat_directions[i:i + chunk], far)
+                     for i in range(0, len(flat_origins), chunk)]
+        return np.concatenate(distances).reshape(directions.shape[:-1])
+
+    def _cast(self, origins: np.ndarray, directions: np.ndarray, far: float) -> np.ndarray:
+        """(M, 2) origins, (M, K, 2) directions -> (M, K) distances."""
         start, span = self.segments[:, :2], self.segments[:, 2:] - self.segments[:, :2]
-        cross = directions[:, None, 0] * span[None, :, 1] - directions[:, None, 1] * span[None, :, 0]  # (K, N)
-        offset = start[None] - np.asarray(origin, dtype=np.float64)[None, None]  # (1, N, 2)
+        cross = directions[..., 0, None] * span[:, 1] - directions[..., 1, None] * span[:, 0]  # (M, K, N)
+        offset = start[None] - origins[:, None]  # (M, N, 2)
+        ahead = (offset[..., 0] * span[:, 1] - offset[..., 1] * span[:, 0])[:, None]  # (M, 1, N): one per camera
         with np.errstate(divide="ignore", invalid="ignore"):
-            along = (offset[..., 0] * span[None, :, 1] - offset[..., 1] * span[None, :, 0]) / cross
-            at = (offset[..., 0] * directions[:, None, 1] - offset[..., 1] * directions[:, None, 0]) / cross
+            along = ahead / cross
+            at = (offset[:, None, :, 0] * directions[..., 1, None] - offset[:, None, :, 1] * directions[..., 0, None]
+                  ) / cross
         hit = (along > 1e-6) & (at >= 0) & (at <= 1) & np.isfinite(along)
-        return np.minimum(np.where(hit, along, np.inf).min(1, initial=np.inf), far)
+        return np.minimum(np.where(hit, along, np.inf).min(-1, initial=np.inf), far)
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
         return {"segments": torch.from_numpy(self.segments.copy())}
