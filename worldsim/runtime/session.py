@@ -190,15 +190,13 @@ class WorldSession:
                     view = self.memory.views(before.pose, dtype=self.dtype)[0]
                 self.latent = pull_toward(self.latent, view.to(self.device, self.dtype), self.memory_pull,
                                           self.memory.config.pull_scale)
-            if self.warped and not np.array_equal(after.pose, before.pose):  # the move drawn, turn included
-                self.latent = warp_latent(self.latent, *warp_field(before.pose, after.pose, self.walls, self.fov,
-                                                                   self.latent.shape[-1]))
-            # a share of the move drawn into the recycled frame (the generator turns it itself)
-            elif self.warp_move > 0 and (after.x, after.y) != (before.x, before.y):
-                moved = np.array([*(before.pose[:2] + self.warp_move * (after.pose[:2] - before.pose[:2])),
-                                  before.heading])
-                self.latent = warp_latent(self.latent, *warp_field(before.pose, moved, self.walls, self.fov,
-                                                                   self.latent.shape[-1]))
+            if self.warped or self.warp_move > 0:  # the move drawn into the recycled frame: all of it, turn
+                # included, for a world trained so; else a share of its translation (the generator turns it itself)
+                seen_from = after.pose if self.warped else np.array(
+                    [*(before.pose[:2] + self.warp_move * (after.pose[:2] - before.pose[:2])), before.heading])
+                if not np.array_equal(seen_from, before.pose):
+                    self.latent = warp_latent(self.latent, *warp_field(before.pose, seen_from, self.walls, self.fov,
+                                                                       self.latent.shape[-1]))
             self.player = after
             if self.pose_channels:
                 pose_maps = self.scheme.encoding.pose_maps(self.player.pose, self.grid)
