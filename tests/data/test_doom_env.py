@@ -200,3 +200,28 @@ def test_recorded_alignment_matches_the_engines_pose_change(make_doom, camera, t
     moved = np.hypot(*np.diff(episode.poses[:, :2], axis=0).T)
     assert moved[:4].max() == 0 and moved[4] > 0.5  # the step back shows up between frames 4 and 5
     assert episode.actions[5, 0] == -1.0
+
+
+def test_the_recorded_physics_follows_the_engines_player_tic_for_tic(make_doom, camera):
+    from worldsim.world.movement import MovementModel
+    from worldsim.world.walkable import WalkableMap
+
+    env = make_doom(camera)
+    _, pose = env.reset(0)  # MAP01 start, facing east down an open hall
+    physics = doom.recorded_physics({**env.metadata(), "encoding": camera.encoding_dict()})  # as recordings say
+    assert physics.tics_per_frame == 2 and physics.move_units == (15.0, 12.0)
+    open_floor = WalkableMap.fit(pose[:2] + np.mgrid[-256:257:8, -256:257:8].reshape(2, -1).T.astype(np.float64))
+    movement = MovementModel(None, -camera.encoding_config.yaw_speed, open_floor, tuple(camera.control_names),
+                             physics=physics)
+    state = movement.start(pose.astype(np.float64))
+    script = [[1.0, 0.0, 0.0, 0.0]] * 5 + [[0.7, 0.4, 0.35, 0.0]] * 5 + [[0.2, -0.3, -0.6, 0.0]] * 5 + [[0.0] * 4] * 5
+    for action in np.array(script):
+        _, pose, _ = env.step(action)
+        state = movement.step(state, action)
+        # map units: the engine thrusts in 16.16 fixed point along an 8,192-entry sine table
+        assert np.hypot(state.x - pose[0], state.y - pose[1]) < 0.05
+        assert turned(state.heading, pose[2]) == pytest.approx(0.0, abs=1e-3)  # degrees: the engine's own steps
+
+
+def test_keys_recordings_have_no_move_deltas_to_integrate(make_doom, keys):
+    assert doom.recorded_physics({**make_doom(keys).metadata(), "encoding": keys.encoding_dict()}) is None

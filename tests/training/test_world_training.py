@@ -36,6 +36,23 @@ def test_every_generator_stage_saves_the_movement_and_the_memory(world_run):
         assert checkpoint.movement.walkable.contains(checkpoint.start_poses[:, :2].numpy()).all()
 
 
+def test_a_doom_world_moves_by_the_engines_physics_unless_the_recipe_says_learn_it(world_run):
+    from worldsim.conditioning import load_scheme
+    from worldsim.data.doom import recorded_physics
+    from worldsim.data.storage import DatasetIndex
+    from worldsim.training.data import TrainingData
+
+    recipe, _, paths = world_run
+    movement = load_checkpoint(paths[-1]).movement
+    metadata = DatasetIndex.load(recipe.data.dir).episodes[0].metadata
+    assert movement.physics == recorded_physics(metadata) and movement.motion is None
+    checkpoint = load_checkpoint(paths[-1])
+    data = TrainingData(recipe.data.dir, load_scheme(checkpoint.config.scheme), checkpoint.vae.config.image_size)
+    data.use_vae(checkpoint.vae, checkpoint.generator.config.grid)
+    data.use_world(replace(recipe.world, physics=False, memory=replace(recipe.world.memory, keyframes=0)), 1)
+    assert data.movement.physics is None and data.movement.motion.shape == (5,)
+
+
 def test_the_trained_world_plays_headless_with_its_pose(world_run, tmp_path):
     from worldsim.runtime.session import WorldSession
 

@@ -41,6 +41,7 @@ from worldsim.data.doom_map import map_doors, map_walls, wad_maps
 from worldsim.data.env import StepInfo
 from worldsim.errors import WorldsimError
 from worldsim.world.doors import DoorSpec
+from worldsim.world.movement import TicPhysics
 
 CONFIGS_DIR = ASSETS_DIR / "doom"
 DEFAULT_CONFIG = "freedoom2_map01"
@@ -55,6 +56,7 @@ EPISODE_START_TICS = 10  # measured: input is ignored for the first 7 tics of an
 DOOM_FRICTION = 0xE800 / 0x10000  # momentum kept per tic on ordinary floors
 THRUST_PER_MOVE_UNIT = 1 / 32  # map units/tic added to momentum per tic for a move delta of 1
 MOVE_UNITS_PER_SPEED = (1 - DOOM_FRICTION) / THRUST_PER_MOVE_UNIT  # = 3: delta for a steady 1 map unit/tic
+DOOM_STOP_SPEED = 1 / 16  # map units per tic: momentum under this stops dead when nothing is pressed (STOPSPEED)
 MAX_MOVE_DELTA = 50  # the engine clamps forward/side move deltas here (Doom's running speed)
 POSE_VARIABLES = ("POSITION_X", "POSITION_Y", "ANGLE")
 
@@ -125,6 +127,19 @@ def recorded_doors(metadata: dict[str, Any]) -> list[DoorSpec]:
 def recorded_walls(metadata: dict[str, Any]) -> np.ndarray:
     """The walls (N, 4) of the map an episode was recorded on, at its skill, read from the engine's WAD."""
     return map_walls(*_recorded_map(metadata), int(metadata.get("config", {}).get("skill", DoomConfig.skill)))
+
+
+def recorded_physics(metadata: dict[str, Any]) -> TicPhysics | None:
+    """Doom's player physics per tic for an episode's recording (its frame skip and the camera encoding's speeds),
+    with the constants calibrated above; None for encodings that do not send move deltas (keys)."""
+    encoding = metadata.get("encoding") or {}
+    if encoding.get("type") not in ("camera", "world"):
+        return None
+    frame_skip = int(metadata.get("frame_skip", DoomConfig.frame_skip))
+    move_scale = MOVE_UNITS_PER_SPEED / frame_skip  # move units per map unit per frame (encode_camera's scale)
+    return TicPhysics(frame_skip, DOOM_FRICTION, THRUST_PER_MOVE_UNIT,
+                      (float(encoding["forward_speed"]) * move_scale, float(encoding["strafe_speed"]) * move_scale),
+                      DOOM_STOP_SPEED, 360.0 / 65536)
 
 
 def _recorded_map(metadata: dict[str, Any]) -> tuple[Path, str]:

@@ -40,7 +40,6 @@ import torch
 from tqdm import tqdm
 
 from worldsim.runtime.session import WorldSession, frames_to_tensor, tensor_to_frames
-from worldsim.world.movement import PlayerState
 from worldsim.world.warp import warp_field, warp_latent
 
 VAE_BATCH = 64
@@ -107,7 +106,7 @@ def episode_candidates(session: WorldSession, real: np.ndarray, actions: np.ndar
     for t, condition in enumerate(tqdm(conditions, desc="teacher", disable=not progress, unit="frame")):
         session.latent = latents[t: t + 1]  # (1, C, lh, lw): the real frame t (the previous of frame t + 1)
         if session.player is not None and poses is not None:
-            session.player = PlayerState.along(poses, actions, t, session.movement.controls)
+            session.player = session.movement.along(poses, actions, t)
         teacher[t] = session.step(condition)
     # 3. yardsticks; copy_first is a read-only view, not F copies of a frame
     first = np.broadcast_to(real[0], generated.shape)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from worldsim.world.memory import wrap_degrees
-from worldsim.world.movement import MovementModel, PlayerState
+from worldsim.world.movement import MovementModel
 
 HORIZONS_S = (1, 10, 60)
 BLOCKED_SHARE = 0.5  # a move under this share of the free move counts as blocked
@@ -29,7 +29,7 @@ def wall_contacts(movement: MovementModel, poses: np.ndarray, actions: np.ndarra
     was_blocked = True  # a contact is the first blocked frame after a free one
     doors = movement.doors_along(poses, actions)  # the doors as the engine's player opened them
     for t in range(1, len(poses)):
-        state = PlayerState.along(poses, actions, t - 1, movement.controls, doors[t - 1])
+        state = movement.along(poses, actions, t - 1, doors[t - 1])
         _, free = movement.free_move(state, actions[t])
         free_norm = float(np.linalg.norm(free))
         if free_norm < MIN_FREE_MOVE:
@@ -40,7 +40,7 @@ def wall_contacts(movement: MovementModel, poses: np.ndarray, actions: np.ndarra
         if blocked and not was_blocked:
             contacts += 1
             model = movement.step(state, actions[t])
-            caught += int(np.hypot(model.vx, model.vy) < BLOCKED_SHARE * free_norm)
+            caught += int(np.hypot(model.x - state.x, model.y - state.y) < BLOCKED_SHARE * free_norm)
         was_blocked = blocked
     return contacts, caught
 

@@ -22,7 +22,7 @@ from worldsim.training.clips import Clip
 from worldsim.training.recipe import Recipe, WorldSpec
 from worldsim.world.doors import DoorSpec
 from worldsim.world.memory import KeyframeMemory
-from worldsim.world.movement import MovementModel
+from worldsim.world.movement import MovementModel, TicPhysics
 from worldsim.world.walls import Walls
 from worldsim.world.warp import warp_fields
 
@@ -110,7 +110,8 @@ class TrainingData:
         self.movement = MovementModel.fit(episodes, tuple(self.scheme.control_names), spec.cell, spec.max_hole,
                                           self._doors() if spec.doors else None,
                                           int(self.index.info.get("frame_skip", 2)),
-                                          None if walls is None else Walls(walls), spec.reach)
+                                          None if walls is None else Walls(walls), spec.reach,
+                                          self._physics() if spec.physics else None)
         self.memory = (KeyframeMemory.build(spec.memory, train.latents, train.poses, train.frame_episodes)
                        if spec.memory.enabled else None)
         self._patch = patch
@@ -124,6 +125,13 @@ class TrainingData:
             return None
         from worldsim.data.doom import recorded_doors
         return recorded_doors(self.index.episodes[0].metadata)
+
+    def _physics(self) -> TicPhysics | None:
+        """The recording engine's player physics, when its adapter knows it (Doom, camera schemes)."""
+        if self.index.info.get("engine") != "vizdoom":
+            return None
+        from worldsim.data.doom import recorded_physics
+        return recorded_physics(self.index.episodes[0].metadata)
 
     def _walls(self) -> np.ndarray | None:
         """The walls of the map the data was recorded on, when its engine's map file says (Doom)."""

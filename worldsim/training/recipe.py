@@ -54,6 +54,7 @@ class WorldSpec:
     max_hole: int = field(default=256, metadata=rng(0, 10_000_000))  # enclosed gaps (cells) taken as floor
     doors: bool = True  # the recording engine's doors (Doom maps) are walls until USE opens them
     walls: bool = True  # the recording engine's map walls (Doom maps) stop the player exactly
+    physics: bool = True  # the recording engine's player physics per tic (Doom's) instead of a learned linear motion
     reach: float = field(default=64.0, metadata=rng(0.0, 100_000.0))  # map units the walkable area grows past the
     # recorded positions, up to the map's walls (with `walls`)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
