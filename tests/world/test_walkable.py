@@ -94,3 +94,27 @@ def test_walls_round_trip_through_tensors():
     again = WalkableMap.from_tensors(walkable.to_tensors())
     np.testing.assert_array_equal(again.grid, walkable.grid)
     np.testing.assert_array_equal(again.walls.segments, walls.segments)
+
+
+def test_a_tic_slide_goes_up_to_the_wall_and_keeps_what_is_left_along_it():
+    # the east wall at x = 200: a box 4 units short of it moves (8, 6) in a tic
+    walls = Walls(np.array([[200.0, 0.0, 200.0, 100.0]]))
+    walkable = WalkableMap.fit(room((20, 20), (120, 80)), cell=8.0, walls=walls, reach=200.0)
+    xy, momentum = walkable.slide(np.array([180.0, 50.0]), np.array([8.0, 6.0]))
+    # half the move reaches the wall; Doom stops a 32nd of the move short and slides the other (1 - 1/2) along it
+    ahead = 0.5 - 1 / 32
+    np.testing.assert_allclose(momentum, [0.0, 6.0 * (1 - ahead - 1 / 32)], atol=0.02)
+    np.testing.assert_allclose(xy, [180.0 + 8.0 * ahead, 50.0 + 6.0 * ahead + momentum[1]], atol=0.03)
+    assert walls.clear(xy[None])[0]
+    # a free move is the move, and the momentum stays
+    xy, momentum = walkable.slide(np.array([100.0, 50.0]), np.array([8.0, 6.0]))
+    np.testing.assert_allclose(xy, [108.0, 56.0])
+    np.testing.assert_allclose(momentum, [8.0, 6.0])
+
+
+def test_a_tic_slide_into_a_corner_steps_along_y_then_x_and_keeps_the_momentum():
+    walls = Walls(np.array([[200.0, 0.0, 200.0, 100.0], [0.0, 100.0, 200.0, 100.0]]))  # the north-east corner
+    walkable = WalkableMap.fit(room((20, 20), (120, 80)), cell=8.0, walls=walls, reach=200.0)
+    xy, momentum = walkable.slide(np.array([183.0, 83.0]), np.array([4.0, 4.0]))  # both walls within 1 unit
+    np.testing.assert_allclose(xy, [183.0, 83.0], atol=1.0)
+    np.testing.assert_allclose(momentum, [4.0, 4.0])  # Doom's stairstep leaves the momentum: friction takes it

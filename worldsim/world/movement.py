@@ -211,8 +211,8 @@ class MovementModel:
     def _tics(self, state: PlayerState, action: np.ndarray, shut: np.ndarray | None,
               collide: bool) -> tuple[float, np.ndarray, np.ndarray]:
         """The heading, position (2,) and momentum (2,) after one frame of `TicPhysics`, each tic's move stopped
-        or slid by the walls when `collide` (what a wall takes of a move, the momentum loses: Doom's slide keeps
-        only the part along the wall)."""
+        or slid by the walls as Doom does it when `collide` (`WalkableMap.slide`: the momentum keeps only what is
+        left of the move along the wall)."""
         physics = self.physics
         forward, strafe, yaw = (float(action[i]) for i in self.index)
         along, side = physics.thrusts(forward, strafe)
@@ -223,8 +223,10 @@ class MovementModel:
             heading = (heading + turn) % 360.0
             ahead, right = heading_axes(heading)
             momentum = momentum + along * ahead + side * right
-            moved = self.walkable.move(position, momentum, shut) if collide else position + momentum
-            momentum, position = moved - position, moved
+            if collide:
+                position, momentum = self.walkable.slide(position, momentum, shut)
+            else:
+                position = position + momentum
             if not commanded and np.abs(momentum).max() < physics.stop_speed:
                 momentum = np.zeros(2)
             else:
