@@ -27,6 +27,9 @@ def test_errors_by_horizon_and_no_rollout_leaves_the_map(model):
     assert figures["position_error"]["1s"]["median"] < 5.0
     assert figures["left_walkable"] == 0.0
     assert 0.0 <= figures["heading_error_10s"] <= 180.0
+    per_episode = [np.linalg.norm(tracked[:, :2] - poses[1:, :2], axis=1).mean() for poses, _, tracked in tracks]
+    assert figures["mean_error"]["mean"] == pytest.approx(np.mean(per_episode))
+    assert 0.0 < figures["mean_error"]["frames_near"] <= 1.0
 
 
 def test_a_wall_contact_is_caught_only_where_the_walkable_map_knows_the_wall():

@@ -49,8 +49,10 @@ DEFINITIONS = {
                   "memory): the recorded keyframe nearest to the pose the world tracks open loop, turned to its "
                   "heading and decoded, what retrieval alone draws (open-loop yardstick). engine: the real frames "
                   "(action agreement only: the IDM's ceiling on these sequences).",
-    "movement": "worlds with a learned movement: open loop from the engine's first pose, distance to the engine's "
-                "position after 1, 10 and 60 s (median and mean over episodes long enough), heading error after "
+    "movement": "worlds with a movement: open loop from the engine's first pose, distance to the engine's "
+                "position after 1, 10 and 60 s (median and mean over episodes long enough), the distance averaged "
+                "over each episode (mean_error: median and mean over episodes, and frames_near: the share of all "
+                "frames within 32 map units), heading error after "
                 "10 s, the share of the engine's wall contacts (commanded to move, moved less than half the free "
                 "move) the movement also stops at, and the share of rollouts that leave the walkable area.",
     "frames": "frame t is the frame after the t-th recorded action; frame 0 is the real start frame.",

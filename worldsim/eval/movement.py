@@ -3,6 +3,9 @@
     position error  open loop from the engine's first pose with the recorded actions: distance (map units) to the
                     engine's position after 1, 10 and 60 s (episodes too short for a horizon are left out of it).
     heading error   the same, in degrees, after 10 s.
+    mean error      the position error averaged over every frame of an episode (median and mean over episodes),
+                    and the share of all frames the tracked pose is within NEAR_UNITS of the engine's: how much of
+                    the play the world's memory and warp are read at the right place.
     wall contacts   the frames where the engine's player first runs into something: it was commanded to move
                     but moved less than half of what free motion would give (the model's free move from the
                     engine's state), after a frame that was not blocked. Caught when the model, stepped once from
@@ -21,6 +24,7 @@ from worldsim.world.movement import MovementModel
 HORIZONS_S = (1, 10, 60)
 BLOCKED_SHARE = 0.5  # a move under this share of the free move counts as blocked
 MIN_FREE_MOVE = 1.0  # map units: commands that would move less are not tested for contact
+NEAR_UNITS = 32.0  # map units: the keyframe memory's cell, the player's box side
 
 
 def wall_contacts(movement: MovementModel, poses: np.ndarray, actions: np.ndarray) -> tuple[int, int]:
@@ -49,8 +53,9 @@ def movement_metrics(movement: MovementModel, episodes: list[tuple[np.ndarray, n
                      fps: float) -> dict:
     """episodes: [(engine poses (F + 1, 3), actions (F + 1, A), tracked open-loop poses (F, 3))]."""
     errors: dict[str, list[float]] = {f"{h}s": [] for h in HORIZONS_S}
-    heading_errors, left, contacts, caught = [], 0, 0, 0
+    heading_errors, left, contacts, caught, along = [], 0, 0, 0, []
     for poses, actions, tracked in episodes:
+        along.append(np.linalg.norm(tracked[:, :2] - poses[1:len(tracked) + 1, :2], axis=1))
         for h in HORIZONS_S:
             frame = int(round(h * fps))
             if frame <= len(tracked):
@@ -63,6 +68,9 @@ def movement_metrics(movement: MovementModel, episodes: list[tuple[np.ndarray, n
     return {
         "position_error": {h: {"median": float(np.median(v)), "mean": float(np.mean(v)), "episodes": len(v)}
                            for h, v in errors.items() if v},
+        "mean_error": {"median": float(np.median([e.mean() for e in along])),
+                       "mean": float(np.mean([e.mean() for e in along])),
+                       "frames_near": float(np.mean(np.concatenate(along) < NEAR_UNITS))} if along else None,
         "heading_error_10s": float(np.median(heading_errors)),
         "wall_contacts": contacts,
         "wall_contacts_caught": caught / contacts if contacts else None,
