@@ -297,3 +297,16 @@ def test_a_warped_world_without_walls_or_warped_twice_is_refused(tmp_path, walls
     with pytest.raises(ValueError, match=match):
         WorldSession(load_checkpoint(random_world_checkpoint(tmp_path / "w", walls=walls, warp_move=warp_move,
                                                              warp_fov=90.0)))
+
+
+def test_the_pulled_view_can_be_warped_to_the_pose_and_replays_stay_exact(tmp_path):
+    still, strafe = [0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]
+    pulled = {"keyframes": 12, "condition": False, "pull": 0.5}
+    plain, warped, session = plain_and_warped(tmp_path, [still, strafe, strafe], **pulled)
+    again, views_warped, session = plain_and_warped(tmp_path / "views", [still, strafe, strafe], **pulled,
+                                                    warp_views=True)
+    assert (warped[2] != views_warped[2]).any()  # off the keyframe's pose the pulled view is warped to it
+    test_snapshot_restore_and_replay_are_exact_with_the_pose(session.checkpoint)
+    with pytest.raises(ValueError, match="warp_views warps the pulled view .* no walls"):
+        WorldSession(load_checkpoint(random_world_checkpoint(tmp_path / "w", condition=False, pull=0.5,
+                                                             warp_views=True)))

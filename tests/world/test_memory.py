@@ -12,6 +12,7 @@ from worldsim.world.memory import (
     WrittenViews,
     pull_toward,
 )
+from worldsim.world.walls import Walls
 
 
 def recorded(n=600, seed=0):
@@ -141,3 +142,26 @@ def test_the_pull_moves_the_whole_latent_or_only_its_coarse_layout():
     detail = latent - torch.nn.functional.interpolate(coarse(latent), scale_factor=4)
     kept = pulled - torch.nn.functional.interpolate(coarse(pulled), scale_factor=4)
     assert (kept - detail).abs().mean() < 0.2 * detail.abs().mean()  # the detail within blocks stayed
+
+
+ROOM = Walls(np.array([[0, 0, 256, 0], [256, 0, 256, 128], [256, 128, 0, 128], [0, 128, 0, 0]], dtype=float))
+
+
+def test_views_can_be_warped_to_the_pose_instead_of_turned():
+    latents, poses, episodes = recorded()
+    memory = KeyframeMemory.build(MemoryConfig(keyframes=50, cell=64.0, heading_bins=4), latents, poses, episodes)
+    at_keyframes = memory.views(memory.poses, walls=ROOM)[0]
+    torch.testing.assert_close(at_keyframes, memory.latents.float(), atol=1e-4, rtol=0)  # seen from there: as kept
+    aside = memory.poses + np.array([0.0, 6.0, 0.0])  # a step sideways from every keyframe, the same heading
+    assert memory.nearest(aside).tolist() == memory.nearest(memory.poses).tolist()
+    turned, warped = memory.views(aside)[0], memory.views(aside, walls=ROOM)[0]
+    torch.testing.assert_close(turned, memory.latents.float())  # turning alone cannot show the step
+    assert not torch.allclose(warped, turned, atol=1e-3)  # the warp moves the columns
+
+
+def test_a_written_view_can_be_warped_to_the_pose():
+    written = WrittenViews(MemoryConfig(keyframes=1, cell=32.0, heading_bins=4), slots=4)
+    latent = torch.randn(1, 2, 3, 16)
+    written.write(np.array([100.0, 60.0, 0.0]), latent, 0, settled=True)
+    torch.testing.assert_close(written.view(np.array([100.0, 60.0, 0.0]), 0, ROOM), latent, atol=1e-4, rtol=0)
+    assert not torch.allclose(written.view(np.array([100.0, 63.0, 0.0]), 0, ROOM), latent, atol=1e-3)

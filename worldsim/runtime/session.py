@@ -107,6 +107,12 @@ class WorldSession:
                              "for a world that turns it itself, but " + (
                                  "this world's is warped by the whole move already" if self.warped else
                                  "its movement has no walls (scripts/add_map_walls.py adds them)") + "; use 0")
+        warp_views = self.memory_pull > 0 and self.memory.config.warp_views
+        if warp_views and self.walls is None:
+            raise ValueError(f"{where}: memory.warp_views warps the pulled view to the player's pose with depth from "
+                             "the map's walls, but its movement has no walls (scripts/add_map_walls.py adds them); "
+                             "set it false")
+        self.view_walls = self.walls if warp_views else None  # the pulled view is warped by them, else turned
         self.written: WrittenViews | None = None  # frames generated here, by where they were seen from
         self.player: PlayerState | None = None
         self.latent: torch.Tensor | None = None
@@ -185,9 +191,10 @@ class WorldSession:
                         device=self.device, dtype=self.dtype)
         if before is not None:  # the pose this frame is seen from, and the view recorded nearest to it
             if self.memory_pull > 0:  # toward what was seen first (or recorded) where the recycled frame was seen from
-                view = self.written.view(before.pose, self.frame_index) if self.written is not None else None
+                view = (self.written.view(before.pose, self.frame_index, self.view_walls)
+                        if self.written is not None else None)
                 if view is None:
-                    view = self.memory.views(before.pose, dtype=self.dtype)[0]
+                    view = self.memory.views(before.pose, dtype=self.dtype, walls=self.view_walls)[0]
                 self.latent = pull_toward(self.latent, view.to(self.device, self.dtype), self.memory_pull,
                                           self.memory.config.pull_scale)
             if self.warped or self.warp_move > 0:  # the move drawn into the recycled frame: all of it, turn

@@ -118,6 +118,9 @@ class TrainingData:
         if warp_fov and self.movement.walkable.walls is None:
             raise WorldsimError(f"model.warp: the recordings in {self.root} do not name a map with walls (Doom "
                                 "maps do), so there is no depth to warp the recycled frame by; set it false")
+        if self.memory is not None and spec.memory.warp_views and self.movement.walkable.walls is None:
+            raise WorldsimError(f"world.memory.warp_views: the recordings in {self.root} do not name a map with "
+                                "walls (Doom maps do), so there is no depth to warp the pulled view by; set it false")
 
     def _doors(self) -> list[DoorSpec] | None:
         """The doors of the map the data was recorded on, when its engine's map file says (Doom)."""
@@ -191,7 +194,8 @@ class TrainingData:
             if self.memory.config.condition:
                 tokens = torch.cat([tokens, self.memory.anchor_tokens(poses, self._patch, own)], 2)
             if self.memory.config.pull > 0:
-                views = self.memory.views(poses.reshape(-1, 3), own.reshape(-1))[0].reshape(
+                walls = self.movement.walkable.walls if self.memory.config.warp_views else None
+                views = self.memory.views(poses.reshape(-1, 3), own.reshape(-1), walls=walls)[0].reshape(
                     *poses.shape[:2], *self.memory.latents.shape[1:])
         if not self.warp_fov:
             return Clip(batch["latents"], batch["conditions"], tokens, views)

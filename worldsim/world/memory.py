@@ -35,6 +35,8 @@ import torch.nn.functional as F
 
 from worldsim.config import rng
 from worldsim.models.generator import turn_columns
+from worldsim.world.walls import Walls
+from worldsim.world.warp import warp_fields, warp_latent
 
 OFFSET_CHANNELS = 3  # forward and right offset of the keyframe's camera from the current one, heading difference
 SETTLE_FRAMES = 35  # a written-back view settles over its bin's first 2 s (at 17.5 fps), then is frozen
@@ -60,6 +62,10 @@ class MemoryConfig:
     # At play, the first frame generated in each (cell, heading bin) is written back, at most this many (0: off),
     # and the pull goes toward it there instead of the recorded keyframe (WrittenViews)
     write_back: int = field(default=0, metadata=rng(0, 1_000_000))
+    # The pulled view (keyframe or written) is warped from the pose it was seen from to the pose it is pulled at, the
+    # whole move with depth from the map's walls (warp.py), instead of only turned to its heading: the target moves
+    # with the player within a keyframe's cell instead of jumping from cell to cell. Needs the map's walls.
+    warp_views: bool = False
 
     def __post_init__(self) -> None:
         if self.attend and not self.condition:
@@ -88,6 +94,16 @@ def pull_toward(latent: torch.Tensor, view: torch.Tensor, pull: float, scale: in
     coarse = F.interpolate(F.avg_pool2d(gap, scale, ceil_mode=True), size=gap.shape[-2:], mode="bilinear",
                            align_corners=False)
     return latent + pull * coarse.reshape(latent.shape)
+
+
+def seen_from(latents: torch.Tensor, was: np.ndarray, now: np.ndarray, fov: float,
+              walls: Walls | None = None) -> torch.Tensor:
+    """Views (M, C, h, w) seen from poses `was` (M, 3) shown from poses `now` (M, 3): turned by the heading
+    difference, or with `walls` warped by the whole move with depth from them."""
+    if walls is None:
+        return turn_columns(latents, torch.from_numpy(wrap_degrees(was[:, 2] - now[:, 2])), fov)
+    fields = warp_fields(np.stack([was, now], 1), walls, fov, latents.shape[-1])[:, 1]  # (M, 2, w)
+    return warp_latent(latents, fields[:, 0], fields[:, 1])
 
 
 def wrap_degrees(angle: np.ndarray) -> np.ndarray:
@@ -143,14 +159,17 @@ class KeyframeMemory:
         return distance.argmin(1).reshape(poses.shape[:-1])
 
     def views(self, poses: np.ndarray, exclude_episodes: np.ndarray | None = None,
-              dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-        """The nearest keyframe of each pose (M, 3) turned to its heading: latents (M, C, h, w), the keyframes'
-        poses (M, 3), and the turn (M,) in degrees (the current camera is the keyframe's turned right by it)."""
+              dtype: torch.dtype = torch.float32, walls: Walls | None = None
+              ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """The nearest keyframe of each pose (M, 3) turned to its heading, or with `walls` warped to the pose
+        (`MemoryConfig.warp_views`): latents (M, C, h, w), the keyframes' poses (M, 3), and the turn (M,) in degrees
+        (the current camera is the keyframe's turned right by it)."""
         index = self.nearest(poses, exclude_episodes).reshape(-1)
         keys = self.poses[index]
-        turn = wrap_degrees(keys[:, 2] - np.asarray(poses, dtype=np.float64).reshape(-1, 3)[:, 2])
-        latents = turn_columns(self.latents[torch.from_numpy(index)].to(dtype), torch.from_numpy(turn), self.config.fov)
-        return latents, keys, turn
+        poses = np.asarray(poses, dtype=np.float64).reshape(-1, 3)
+        turn = wrap_degrees(keys[:, 2] - poses[:, 2])
+        latents = self.latents[torch.from_numpy(index)].to(dtype)
+        return seen_from(latents, keys, poses, self.config.fov, walls), keys, turn
 
     def anchor_tokens(self, poses: np.ndarray, patch: int, exclude_episodes: np.ndarray | None = None,
                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -223,14 +242,13 @@ class WrittenViews:
             self.entries.popitem(last=False)
         self.entries[key] = (latent.detach().clone(), np.array(pose, dtype=np.float64), first)
 
-    def view(self, pose: np.ndarray, frame: int) -> torch.Tensor | None:
-        """The settled frame of the bin of `pose`, turned to its heading, or None."""
+    def view(self, pose: np.ndarray, frame: int, walls: Walls | None = None) -> torch.Tensor | None:
+        """The settled frame of the bin of `pose`, turned to its heading (with `walls`: warped to it), or None."""
         found = self.entries.get(self.key(pose))
         if found is None or frame - found[2] < SETTLE_FRAMES:
             return None
-        latent, seen_from, _ = found
-        turn = torch.tensor([float(wrap_degrees(seen_from[2] - float(pose[2])))])
-        return turn_columns(latent, turn, self.config.fov)
+        latent, written_at, _ = found
+        return seen_from(latent, written_at[None], np.asarray(pose, dtype=np.float64)[None], self.config.fov, walls)
 
     def copy(self) -> WrittenViews:
         """A copy for a snapshot (the latents are never changed in place, so they are shared)."""
