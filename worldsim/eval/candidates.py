@@ -17,8 +17,9 @@ Each candidate is a picture of the episode's frames 1..F at model resolution, pl
                    previous frame, so the IDM sees no motion.
     copy_first     the real first frame forever (open-loop yardstick).
     keyframe       only for worlds with a posed keyframe memory: the keyframe nearest to the pose the world's
-                   movement model tracks open loop, turned to its heading and decoded, i.e. what retrieval alone
-                   draws (open-loop yardstick). Follows its own previous frame.
+                   movement model tracks open loop, turned to its heading (warped to the pose, for a world that
+                   pulls toward warped views: memory.warp_views) and decoded, i.e. what retrieval alone draws
+                   (open-loop yardstick). Follows its own previous frame.
     turned_previous  only for generators that reproject their recycled frame by the commanded yaw: the real
                    previous latent turned that way and decoded, i.e. what the reprojection alone draws (teacher-
                    forced yardstick). Follows the real previous frame. A model that does not beat it in PSNR and
@@ -146,7 +147,8 @@ def _warped_previous(session: WorldSession, latents: torch.Tensor, before: np.nd
 
 @torch.inference_mode()
 def _keyframe_candidate(session: WorldSession, tracked: np.ndarray, first: np.ndarray) -> Candidate:
-    """The nearest keyframes to the tracked poses (F, 3), turned to their heading and decoded."""
-    latents = session.memory.views(tracked, dtype=session.dtype)[0].to(session.device)
+    """The nearest keyframes to the tracked poses (F, 3), turned (or warped) to them as the world's pull does, and
+    decoded."""
+    latents = session.memory.views(tracked, dtype=session.dtype, walls=session.view_walls)[0].to(session.device)
     frames = _decode(session, latents)
     return Candidate(frames, np.concatenate([first[None], frames[:-1]]))

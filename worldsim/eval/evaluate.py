@@ -47,7 +47,8 @@ DEFINITIONS = {
                   "from the walls and decoded, what 2.5D geometry draws of the move too (teacher-forced "
                   "yardstick). keyframe (worlds with a keyframe "
                   "memory): the recorded keyframe nearest to the pose the world tracks open loop, turned to its "
-                  "heading and decoded, what retrieval alone draws (open-loop yardstick). engine: the real frames "
+                  "heading (warped to the pose with memory.warp_views) and decoded, what retrieval alone draws "
+                  "(open-loop yardstick). engine: the real frames "
                   "(action agreement only: the IDM's ceiling on these sequences).",
     "movement": "worlds with a movement: open loop from the engine's first pose, distance to the engine's "
                 "position after 1, 10 and 60 s (median and mean over episodes long enough), the distance averaged "
