@@ -88,22 +88,21 @@ class TicPhysics:
         return math.ceil(per_tic / self.turn_step) * self.turn_step if self.turn_step else per_tic
 
     def momentum_after(self, move: np.ndarray, forward: float, strafe: float, heading: float) -> np.ndarray:
-        """The momentum at the end of a recorded frame that moved the player by `move` (2,) with that command, ending
-        at `heading`, had no wall got in the way: each tic moves by the momentum, so the frame's move sums what the
-        tics carried, and the last tic's thrust is the only part friction has acted on once (two tics: m_end =
-        f^2 / (1 + f) (move - a) + f a, a the last tic's thrust)."""
+        """The momentum at the end of a recorded frame that moved the player by `move` (2,) under that command,
+        ending at `heading`, had no wall got in the way. The frame's move is what its tics carried: S m0 + T a for
+        the momentum m0 it started with and the thrust a of each tic (the frame's headings differ by a fraction of
+        a degree), which gives m0, and the end momentum is f^n m0 + U a (two tics: f^2 / (1 + f) move + f / (1 + f)
+        a)."""
         ahead, right = heading_axes(heading)
         along, side = self.thrusts(forward, strafe)
-        last = along * ahead + side * right
+        thrust = along * ahead + side * right
         f, n = self.friction, self.tics_per_frame
-        # momentum entering tic k of n (k = 0..n-1) is f^k m0 + (thrusts); with one thrust a per tic (the frame's
-        # headings differ by a fraction of a degree) the move is S m0 + T a, the end momentum f^n m0 + U a
-        powers = f ** np.arange(n)
-        s_sum = powers.sum()
-        t_sum = sum(powers[: n - k].sum() for k in range(n))  # thrust of tic k moves in tics k..n-1
-        u_sum = sum(f ** (n - k) for k in range(n))
-        m0 = (np.asarray(move, dtype=np.float64) - t_sum * last) / s_sum
-        return f ** n * m0 + u_sum * last
+        carried = f ** np.arange(n)  # what friction leaves of a momentum after k tics
+        s = carried.sum()
+        t = sum(carried[: n - k].sum() for k in range(n))  # tic k's thrust moves the player in tics k .. n - 1
+        u = sum(f ** (n - k) for k in range(n))  # and is left f^(n - k) of at the frame's end
+        m0 = (np.asarray(move, dtype=np.float64) - t * thrust) / s
+        return f ** n * m0 + u * thrust
 
 
 @dataclass(frozen=True)
