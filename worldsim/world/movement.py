@@ -294,29 +294,15 @@ class MovementModel:
         index = [controls.index(c) for c in MOVE_CONTROLS if c in controls]
         if len(index) != len(MOVE_CONTROLS):
             raise ValueError(f"learned movement needs the controls {list(MOVE_CONTROLS)}, got {list(controls)}")
-        turns, yaws, features, targets = [], [], [], []
-        for poses, actions in episodes:
-            poses, actions = np.asarray(poses, np.float64), np.asarray(actions, np.float64)
-            if len(poses) < 3:
-                continue
-            turns.append((np.diff(poses[:, 2]) + 180.0) % 360.0 - 180.0)
-            yaws.append(actions[1:, index[2]])
-            moves = np.diff(poses[:, :2], axis=0)  # moves[t - 1] = poses[t] - poses[t - 1], made by actions[t]
-            heading = np.radians(poses[:, 2])
-            ahead = np.stack([np.cos(heading), np.sin(heading)], 1)
-            right = np.stack([np.sin(heading), -np.cos(heading)], 1)
-            forward, strafe = actions[:, index[0], None], actions[:, index[1], None]
-            # the move into frame t (t >= 2) from the move into t - 1 and the commands of t - 1 and t, each along its
-            # own heading: (N, 2 axes, 5 terms)
-            features.append(np.stack([moves[:-1], forward[1:-1] * ahead[1:-1], strafe[1:-1] * right[1:-1],
-                                      forward[2:] * ahead[2:], strafe[2:] * right[2:]], -1))
-            targets.append(moves[1:])
-        if not features:
+        episodes = [(np.asarray(p, np.float64), np.asarray(a, np.float64)) for p, a in episodes]
+        tracks = [(p, a) for p, a in episodes if len(p) >= 3]
+        if not tracks:
             raise ValueError("no recorded episode has 3 or more poses to learn movement from")
-        turns, yaws = np.concatenate(turns), np.concatenate(yaws)
+        turns = np.concatenate([(np.diff(p[:, 2]) + 180.0) % 360.0 - 180.0 for p, _ in tracks])
+        yaws = np.concatenate([a[1:, index[2]] for _, a in tracks])
         turning = np.abs(yaws) > 1e-3
         turn_gain = float((turns[turning] @ yaws[turning]) / max(yaws[turning] @ yaws[turning], 1e-12))
-        motion = None if physics is not None else _fit_motion(features, targets, turn_gain, episodes, index)
+        motion = None if physics is not None else _fit_motion(tracks, turn_gain, episodes, index)
         positions = np.concatenate([np.asarray(p, np.float64)[:, :2] for p, _ in episodes])
         walkable, built = WalkableMap.fit(positions, cell, max_hole, walls=walls, reach=reach), None
         if doors:
@@ -342,9 +328,22 @@ class MovementModel:
                    physics)
 
 
-def _fit_motion(features: list[np.ndarray], targets: list[np.ndarray], turn_gain: float,
+def _fit_motion(tracks: list[tuple[np.ndarray, np.ndarray]], turn_gain: float,
                 episodes: list[tuple[np.ndarray, np.ndarray]], index: list[int]) -> np.ndarray:
-    """The five coefficients of the learned linear motion: robust one-step least squares, then refined open loop."""
+    """The five coefficients of the learned linear motion: robust one-step least squares on `tracks` (episodes of 3
+    or more frames), then refined open loop."""
+    features, targets = [], []
+    for poses, actions in tracks:
+        moves = np.diff(poses[:, :2], axis=0)  # moves[t - 1] = poses[t] - poses[t - 1], made by actions[t]
+        heading = np.radians(poses[:, 2])
+        ahead = np.stack([np.cos(heading), np.sin(heading)], 1)
+        right = np.stack([np.sin(heading), -np.cos(heading)], 1)
+        forward, strafe = actions[:, index[0], None], actions[:, index[1], None]
+        # the move into frame t (t >= 2) from the move into t - 1 and the commands of t - 1 and t, each along its own
+        # heading: (N, 2 axes, 5 terms)
+        features.append(np.stack([moves[:-1], forward[1:-1] * ahead[1:-1], strafe[1:-1] * right[1:-1],
+                                  forward[2:] * ahead[2:], strafe[2:] * right[2:]], -1))
+        targets.append(moves[1:])
     X = np.concatenate(features).reshape(-1, MOTION_TERMS)  # both axes share the coefficients (no preferred
     Y = np.concatenate(targets).reshape(-1)  # direction in the map)
     moving = (np.abs(X).sum(1) > 0) | (Y != 0)  # a player at rest with nothing pressed says nothing
