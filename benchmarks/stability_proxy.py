@@ -103,6 +103,20 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
            ("-warp", ", with every recycled frame warped by the move (turn included) with depth from the map's walls "
                      "instead of turned by the commanded yaw, in training and at play",
             {"model": {"yaw_reprojection": False, "warp": True}}))},
+    **{f"ship-adv{suffix}": ("the shipped world's state as it plays now (Doom's physics, keyframe pull 0.4 toward "
+                             "views warped to the pose, write-back, noise held while still) fine-tuned by adversarial "
+                             "student forcing on 48-frame rollouts pulled as play pulls them (D from the shipped "
+                             "generator), context noise 0.3 / 0.1, L2 on the first 8 frames" + what,
+                             {"stage": "adversarial", "clip_frames": 48, "batch": 2, "context_noise": 0.3,
+                              "play_context_noise": 0.1, "detach_every": 8, "regression_frames": 8, **action,
+                              "world": {"movement": True, "memory": {"keyframes": 3000, "condition": False,
+                                                                     "pull": 0.4, "write_back": 512,
+                                                                     "warp_views": True}}}, None)
+       for suffix, what, action in (
+           ("", " (ship-adv-action's baseline)", {}),
+           ("-action", ", and judged on following the controls: a second IDM (runs/idm-judge, trained like the "
+                       "evaluation's runs/idm with another seed) reads each generated move, which must read as the "
+                       "real clip's (weight 1)", {"action_weight": 1.0, "action_judge": "runs/idm-judge"}))},
     **{f"memory-unroll-pull-{pull}": (f"memory-unroll played with its recycled latent pulled {pull} toward the "
                                       "keyframe of its pose (no more training)",
                                       {"from": "memory-unroll", "memory": {"pull": pull}}, None)

@@ -1,10 +1,13 @@
 import pytest
 import torch
 
+from worldsim.eval.idm import IDMConfig, InverseDynamics
 from worldsim.models.generator import GENERATOR_PRESETS, Generator, GeneratorConfig
+from worldsim.models.vae import VAE, VAE_PRESETS, VAEConfig
 from worldsim.testing import perturb_
 from worldsim.training.adversarial import (
     Discriminator,
+    action_following_loss,
     approximate_r1,
     discriminator_loss,
     generator_loss,
@@ -254,3 +257,22 @@ def test_still_clips_of_a_warping_world_are_warped_by_no_move():
     torch.testing.assert_close(out.warps[:, :, 0], torch.arange(6.0, dtype=torch.float64).expand(2, 6, 6))
     assert (out.warps[:, :, 1] == 1).all()
     torch.testing.assert_close(out.recycled_seen_by(warping_generator()), out.recycled)
+
+
+def test_the_action_judge_asks_the_generated_moves_to_read_as_the_real_ones_and_stays_frozen():
+    torch.manual_seed(0)
+    vae = VAE(VAEConfig(**VAE_PRESETS["tiny"])).requires_grad_(False)
+    judge = InverseDynamics(IDMConfig(image_size=(16, 24), channels=(8, 8), feature_dim=8)).requires_grad_(False)
+    for module, seed in ((vae, 1), (judge, 2)):  # frames that differ and a judge with opinions on them
+        perturb_(module, scale=1.0, seed=seed)
+    clip = tiny_clip(batch=2, frames=5)
+    # the real continuation is the cross-entropy's minimum (the entropy of the judge's own reading of it) ...
+    real_loss, real_stats = action_following_loss(judge, vae, clip.targets, clip)
+    assert real_stats["action_agreement"] == 1.0
+    fake = (clip.targets + torch.randn_like(clip.targets)).requires_grad_(True)
+    fake_loss, fake_stats = action_following_loss(judge, vae, fake, clip)
+    assert fake_loss > real_loss and fake_stats["action_agreement"] < 1.0
+    # ... and its gradient reaches the generated frames, not the frozen judge
+    fake_loss.backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0
+    assert all(p.grad is None for p in judge.parameters())

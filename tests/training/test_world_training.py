@@ -128,6 +128,51 @@ def test_adversarial_clips_can_be_still_and_the_long_stage_refuses_them(world_ru
         load_recipe(bad)
 
 
+def test_the_adversarial_stage_can_be_judged_on_following_the_controls(world_run, tmp_path, monkeypatch):
+    from worldsim.eval.idm import IDMConfig, IDMTrainConfig, train_idm
+    from worldsim.training import stages
+    from worldsim.training.recipe import load_recipe
+
+    recipe, out, _ = world_run
+    judge = tmp_path / "judge"
+    train_idm(recipe.data.dir, judge, IDMConfig(image_size=(16, 24), channels=(8, 8), feature_dim=8),
+              IDMTrainConfig(steps=2, batch=4, seed=1), progress=False)
+    judged = []
+    action_following_loss = stages.action_following_loss
+    monkeypatch.setattr(stages, "action_following_loss", lambda *a: judged.append(a[2].shape) or
+                        action_following_loss(*a))
+    adversarial = replace(recipe.adversarial, init=str(out / "consistency" / "checkpoint"), steps=1,
+                          action_weight=0.5, action_judge=str(judge))
+    train(replace(recipe, adversarial=adversarial), "adversarial", tmp_path / "judged")
+    assert judged == [(recipe.adversarial.batch, recipe.adversarial.clip_frames - 1, 4, 4, 6)]
+    log = (tmp_path / "judged" / "adversarial" / "log.jsonl").read_text()
+    assert '"action"' in log and '"action_agreement"' in log
+    # a weight without a judge, or the term in the long stage (no real continuation to read), is refused
+    for text, message in (("adversarial: {action_weight: 1.0}", "needs action_judge"),
+                          ("long: {action_weight: 1.0, action_judge: x}", "long.action_weight.*no real")):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(f"name: bad\n{text}\n")
+        with pytest.raises(ConfigError, match=message):
+            load_recipe(bad)
+
+
+def test_a_fine_tuned_world_plays_as_it_did_at_the_stages_context_noise(world_run, tmp_path):
+    import yaml
+
+    recipe, out, _ = world_run
+    finished = tmp_path / "finished"
+    shutil.copytree(out / "consistency" / "checkpoint", finished)
+    config = yaml.safe_load((finished / "config.yaml").read_text())
+    config["sampling"].update(hold_still=True, context_noise=0.2)
+    (finished / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    adversarial = replace(recipe.adversarial, init=str(finished), steps=1, play_context_noise=0.1)
+    unroll = replace(recipe.unroll, init=str(finished), steps=1, play_context_noise=0.05)
+    for stage, tuned in (("adversarial", adversarial), ("unroll", unroll)):
+        train(replace(recipe, **{stage: tuned}), stage, tmp_path / stage)
+        sampling = load_checkpoint(tmp_path / stage / stage / "checkpoint").config.sampling
+        assert sampling.hold_still and sampling.context_noise == tuned.play_context_noise
+
+
 def test_a_memory_without_movement_is_refused(tmp_path):
     from worldsim.training.recipe import load_recipe
 

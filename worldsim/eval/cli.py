@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idm-steps", type=int, default=IDMTrainConfig.steps, help="IDM training steps")
     parser.add_argument("--idm-max-frames", type=int, default=IDMTrainConfig.max_train_frames,
                         help="at most this many training frames are loaded for the IDM (memory)")
+    parser.add_argument("--idm-seed", type=int, default=IDMTrainConfig.seed,
+                        help="the IDM's initialisation and batch order (a second judge for training against, "
+                             "independent of the one that evaluates)")
     parser.add_argument("--device", default="cpu", help="torch device for the model")
     parser.add_argument("--dtype", default="float32", choices=DTYPES, help="model precision")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -90,7 +93,8 @@ def _train_idm(args: argparse.Namespace) -> None:
     if args.idm_steps < 0 or args.idm_max_frames < 2:
         raise WorldsimError("--idm-steps must be >= 0 and --idm-max-frames >= 2")
     idm = train_idm(args.data, args.idm, IDMConfig(image_size=image_size),
-                    IDMTrainConfig(steps=args.idm_steps, max_train_frames=args.idm_max_frames),
+                    IDMTrainConfig(steps=args.idm_steps, max_train_frames=args.idm_max_frames,
+                                   seed=args.idm_seed),
                     progress=not args.no_progress)
     accuracy = idm.metrics["val_accuracy"]
     print(f"IDM saved to {args.idm}: accuracy on real validation frames (the ceiling) "

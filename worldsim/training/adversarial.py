@@ -8,6 +8,11 @@ that produced each frame, and a small head giving one logit per frame.
 
 Losses: relativistic pairing, L = f(D(fake) - D(real)) with f_G(x) = -log(1 + e^-x), f_D(x) = -log(1 + e^x),
 and the approximated R1/R2 penalties lambda * ||D(x) - D(x + sigma * noise)||^2 on real and fake inputs.
+
+Optionally the generator is also judged on following the controls: a frozen inverse-dynamics model (trained on
+engine frames, worldsim/eval/idm.py) reads the move between consecutive decoded frames, and the generator is asked
+to make its moves read as the real clip's do. The discriminator sees realism, which a world that ignores a strafe
+can have; the judge sees the move.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from worldsim.diffusion.flow import add_noise
+from worldsim.eval.idm import InverseDynamics
 from worldsim.models.generator import Generator
 from worldsim.models.kv_cache import KVCache
+from worldsim.models.vae import VAE
 from worldsim.rollout import step_frame
 from worldsim.training.clips import Clip
 from worldsim.world.memory import pull_toward
@@ -191,3 +198,27 @@ def generator_step_loss(discriminator: Discriminator, fake: torch.Tensor, real: 
         loss = loss + regression_weight * regression
         stats["regression"] = regression.item()
     return loss, stats
+
+
+def action_following_loss(judge: InverseDynamics, vae: VAE, fake: torch.Tensor, clip: Clip
+                          ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy of the judge's reading of each generated move (frame i-1 -> i, the rollout starting at the
+    clip's real first frame) against its reading of the real clip's move at the same step.
+
+    The target is the judge's reading of the real frames, not the commanded action: Doom's momentum carries a move
+    past a released key, and a generator asked to read as the command would have to stop dead where the engine
+    glides. Both go through the VAE's decoder, so the judge compares like with like; `judge` is frozen."""
+    B, Fr = fake.shape[:2]
+
+    def frames(latents: torch.Tensor) -> torch.Tensor:  # (B, F + 1, C, h, w) -> (B, F + 1, 3, H, W) in [-1, 1]
+        return vae.decode(latents.flatten(0, 1)).clamp(-1.0, 1.0).unflatten(0, (B, Fr + 1))
+
+    def read(video: torch.Tensor) -> torch.Tensor:  # each step's (3 axes, 3 buckets) logits
+        return judge(video[:, :-1].flatten(0, 1), video[:, 1:].flatten(0, 1))
+
+    with torch.no_grad():
+        target = read(frames(clip.latents)).float().softmax(-1)
+    logits = read(frames(torch.cat([clip.first[:, None], fake], 1))).float()
+    loss = -(target * logits.log_softmax(-1)).sum(-1).mean()
+    agreement = (logits.argmax(-1) == target.argmax(-1)).float().mean()
+    return loss, {"action": loss.item(), "action_agreement": agreement.item()}

@@ -142,6 +142,17 @@ class AdversarialStage(StageCommon):
     still_fraction: float = field(default=0.0, metadata=rng(0.0, 1.0))
     input_lr: float = field(default=0.0, metadata=rng(0.0, 1.0))  # the inputs' rate (UnrollStage's; 0: lr_generator)
     init: str | None = None  # start G from this checkpoint (D from its generator, without a diffusion stage)
+    # Action following (worldsim/training/adversarial.py `action_following_loss`): the weight of the frozen
+    # inverse-dynamics judge's term and the judge's directory. Use another IDM than the one `worldsim eval` scores
+    # with (`worldsim eval --train-idm --idm-seed 1 ...`), or the evaluation grades the generator on its own lesson.
+    action_weight: float = field(default=0.0, metadata=rng(0.0, 1e6))
+    action_judge: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.action_weight > 0 and not self.action_judge:
+            raise ValueError(f"action_weight {self.action_weight} needs action_judge: the directory of an IDM "
+                             "trained on the recording (`worldsim eval --train-idm --data DATASET --idm DIR "
+                             "--idm-seed 1`)")
 
 
 @dataclass(frozen=True)
@@ -150,6 +161,10 @@ class LongStage(AdversarialStage):
     overlap: int = field(default=1, metadata=rng(0, 4096))  # frames each scored segment shares with the previous
 
     def __post_init__(self) -> None:
+        if self.action_weight:
+            raise ValueError(f"long.action_weight {self.action_weight}: the long stage's extended segments have no "
+                             "real continuation for the judge to read; use 0 (the term is the adversarial "
+                             "stage's)")
         if self.still_fraction:
             raise ValueError(f"long.still_fraction {self.still_fraction}: the long stage extends clips with other "
                              "real clips' conditions and takes no still clips; use 0 (still clips are for the "

@@ -18,12 +18,14 @@ import torch.nn.functional as F
 from worldsim.checkpoint import CheckpointConfig, SamplingConfig, load_checkpoint, provenance
 from worldsim.conditioning.scheme import Scheme, load_scheme
 from worldsim.config import ConfigError, from_dict, to_dict
+from worldsim.eval.idm import InverseDynamics, load_idm
 from worldsim.input.state import ControllerState
 from worldsim.models.generator import GENERATOR_PRESETS, Generator, GeneratorConfig
 from worldsim.models.vae import VAE, VAE_PRESETS, VAEConfig
 from worldsim.training import distributed
 from worldsim.training.adversarial import (
     Discriminator,
+    action_following_loss,
     discriminator_step_loss,
     generator_step_loss,
     student_rollout,
@@ -326,6 +328,12 @@ def run_consistency(ctx: StageContext) -> Path:
     return trainer.run(step)
 
 
+def _play_settings(base, init: str | None, context_noise: float) -> SamplingConfig:
+    """How the stage's checkpoint plays: a fine-tuned finished world (`init`) as it played before (its noise held
+    while standing, its moves warped), at the stage's context noise; a world trained in stages from defaults."""
+    return replace(base.config.sampling if init else SamplingConfig(), context_noise=context_noise)
+
+
 def run_unroll(ctx: StageContext) -> Path:
     cfg = ctx.recipe.unroll
     base = load_checkpoint(cfg.init) if cfg.init else previous_checkpoint(ctx, "unroll")
@@ -344,7 +352,8 @@ def run_unroll(ctx: StageContext) -> Path:
         stats["grad_norm"] = _optimizer_step(generator, optimizer, loss)
         return stats
 
-    sampling = SamplingConfig(context_noise=cfg.play_context_noise if cfg.steps else base.config.sampling.context_noise)
+    sampling = _play_settings(base, cfg.init, cfg.play_context_noise if cfg.steps else
+                              base.config.sampling.context_noise)
     config = lambda s: checkpoint_config(ctx, stage_name, generator.config, vae.config, s, sampling)  # noqa: E731
     trainer = Trainer("unroll", ctx.out / "unroll", cfg.steps, cfg.log_every, cfg.save_every, cfg.sample_every,
                       ctx.resume, {"generator": generator}, {"generator": optimizer}, config, generator, vae,
@@ -359,7 +368,7 @@ def run_unroll(ctx: StageContext) -> Path:
 def _adversarial_roles(ctx: StageContext, stage: str, cfg):
     init = cfg.init if stage == "adversarial" else None  # long-video training continues its own run
     base = load_checkpoint(init) if init else previous_checkpoint(ctx, stage)
-    vae = base.vae.to(ctx.device).eval()
+    vae = base.vae.to(ctx.device).eval().requires_grad_(False)  # it only decodes (the action judge's frames)
     generator = use_data(ctx, vae, base.generator.to(ctx.device)).train().requires_grad_(True)
     if stage == "adversarial":  # D starts from the stage-1 (diffusion) weights, as in AAPT
         diffusion = ctx.out / "diffusion" / "checkpoint"
@@ -379,7 +388,7 @@ def _adversarial_roles(ctx: StageContext, stage: str, cfg):
     opt_g = torch.optim.RMSprop(_param_groups(generator, cfg.lr_generator, cfg.input_lr), lr=cfg.lr_generator,
                                 alpha=cfg.rmsprop_alpha)
     opt_d = torch.optim.RMSprop(discriminator.parameters(), lr=cfg.lr_discriminator, alpha=cfg.rmsprop_alpha)
-    return vae, generator, discriminator, opt_g, opt_d
+    return vae, generator, discriminator, opt_g, opt_d, base
 
 
 def _context_levels(ctx: StageContext, cfg) -> torch.Tensor | None:
@@ -400,13 +409,28 @@ def _still_clips(ctx: StageContext, generator: Generator, fraction: float):
     return lambda clip: with_still_clips(clip, fraction, no_op_frame, no_op_tokens, ctx.rng, pose_channels)
 
 
+def _action_judge(ctx: StageContext, cfg) -> InverseDynamics | None:
+    """The frozen inverse-dynamics judge of the action-following term, or None when the term is off."""
+    if cfg.action_weight <= 0:
+        return None
+    judge = load_idm(cfg.action_judge)
+    judge.check_encoding(ctx.scheme.encoding_dict(), f"the '{ctx.scheme.name}' scheme")
+    return judge.model.to(ctx.device).eval().requires_grad_(False)
+
+
 def _adversarial_update(ctx: StageContext, cfg, generator, discriminator, opt_g, opt_d, fake: torch.Tensor,
-                        real: Clip, fake_clip: Clip, regression_weight: float) -> dict[str, float]:
+                        real: Clip, fake_clip: Clip, regression_weight: float,
+                        judge: tuple[InverseDynamics, VAE] | None = None) -> dict[str, float]:
     """One generator update, then `discriminator_steps` discriminator updates on the same fakes.
-    `regression_weight` > 0 only where `fake_clip.targets` is the real continuation of the fakes."""
+    `regression_weight` > 0 and `judge` (the action-following term's IDM and the VAE that decodes for it) only
+    where `fake_clip.targets` is the real continuation of the fakes."""
     with ctx.autocast():
         g_loss, stats = generator_step_loss(discriminator, fake, real, fake_clip, regression_weight, ctx.rng,
                                             cfg.regression_frames)
+        if judge is not None:
+            action, action_stats = action_following_loss(*judge, fake, fake_clip)
+            g_loss = g_loss + cfg.action_weight * action
+            stats.update(action_stats)
     discriminator.requires_grad_(False)
     stats["g_grad_norm"] = _optimizer_step(generator, opt_g, g_loss)
     discriminator.requires_grad_(True)
@@ -420,8 +444,9 @@ def _adversarial_update(ctx: StageContext, cfg, generator, discriminator, opt_g,
 
 def run_adversarial(ctx: StageContext) -> Path:
     cfg = ctx.recipe.adversarial
-    vae, generator, discriminator, opt_g, opt_d = _adversarial_roles(ctx, "adversarial", cfg)
+    vae, generator, discriminator, opt_g, opt_d, base = _adversarial_roles(ctx, "adversarial", cfg)
     still = _still_clips(ctx, generator, cfg.still_fraction)
+    judge = _action_judge(ctx, cfg)
 
     def step(i: int) -> dict[str, float]:
         clip = still(ctx.data.clips(cfg.batch, cfg.clip_frames, ctx.rng).to(ctx.device))
@@ -433,9 +458,9 @@ def run_adversarial(ctx: StageContext) -> Path:
             else:
                 fake = teacher_forced_fakes(generator, clip, ctx.rng)
         return _adversarial_update(ctx, cfg, generator, discriminator, opt_g, opt_d, fake, clip, clip,
-                                   cfg.regression_weight)
+                                   cfg.regression_weight, None if judge is None else (judge, vae))
 
-    sampling = SamplingConfig(context_noise=cfg.play_context_noise)
+    sampling = _play_settings(base, cfg.init, cfg.play_context_noise)
     config = lambda s: checkpoint_config(ctx, f"adversarial-{cfg.forcing}", generator.config, vae.config,  # noqa: E731
                                          s, sampling)
     trainer = Trainer("adversarial", ctx.out / "adversarial", cfg.steps, cfg.log_every, cfg.save_every,
@@ -450,7 +475,7 @@ def run_long(ctx: StageContext) -> Path:
     """Long rollouts one segment at a time: the next segment reuses the detached cache of the previous one and its
     loss is back-propagated before going on; extended segments get condition sequences from other real clips."""
     cfg = ctx.recipe.long
-    vae, generator, discriminator, opt_g, opt_d = _adversarial_roles(ctx, "long", cfg)
+    vae, generator, discriminator, opt_g, opt_d, _ = _adversarial_roles(ctx, "long", cfg)
 
     def step(i: int) -> dict[str, float]:
         first_clip = ctx.data.clips(cfg.batch, cfg.clip_frames, ctx.rng).to(ctx.device)
