@@ -76,11 +76,12 @@ def toy_track(steps: int = 400, seed: int = 0, room: float = 400.0, friction: fl
 def random_world_checkpoint(path: str | Path, keyframes: int = 12, seed: int = 0, scheme: str = "camera",
                             condition: bool = True, pull: float = 0.0, write_back: int = 0, doors: list | None = None,
                             attend: bool = False, walls: np.ndarray | None = None, warp_move: float = 0.0,
-                            warp_views: bool = False, **generator_overrides) -> Path:
+                            warp_views: bool = False, pixel_views: bool = False,
+                            **generator_overrides) -> Path:
     """A random-weight world with a learned movement (fitted on `toy_track`, with `doors`: DoorSpecs, and `walls`:
     (N, 4) segments of the map) and, with `keyframes` > 0, a keyframe memory of random latents at poses of that track
     whose anchor its generator takes (`attend`: attends to); it plays with `sampling.warp_move` and pulls toward
-    views warped to its pose with `warp_views`."""
+    views warped to its pose with `warp_views` (moved in pixels with `pixel_views`)."""
     from worldsim.world.memory import KeyframeMemory, MemoryConfig
     from worldsim.world.movement import MovementModel
     from worldsim.world.walls import Walls
@@ -88,7 +89,8 @@ def random_world_checkpoint(path: str | Path, keyframes: int = 12, seed: int = 0
     torch.manual_seed(seed)
     config = random_config(scheme=scheme, **generator_overrides)
     memory_config = MemoryConfig(keyframes=keyframes, cell=48.0, heading_bins=4, condition=condition, pull=pull,
-                                 write_back=write_back, attend=attend, warp_views=warp_views)
+                                 write_back=write_back, attend=attend, warp_views=warp_views,
+                                 pixel_views=pixel_views)
     g = config.generator
     anchored = from_dict(GeneratorConfig, {**to_dict(g), "token_cond_channels": g.token_cond_channels +
                                            memory_config.anchor_channels(g.latent_channels, g.patch),

@@ -310,3 +310,14 @@ def test_the_pulled_view_can_be_warped_to_the_pose_and_replays_stay_exact(tmp_pa
     with pytest.raises(ValueError, match="warp_views warps the pulled view .* no walls"):
         WorldSession(load_checkpoint(random_world_checkpoint(tmp_path / "w", condition=False, pull=0.5,
                                                              warp_views=True)))
+
+
+def test_the_pulled_view_can_be_moved_in_pixels_and_replays_stay_exact(tmp_path):
+    still, turn = [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.3, 0.0]
+    pulled = {"keyframes": 12, "condition": False, "pull": 0.5, "warp_views": True}
+    _, in_latents, session = plain_and_warped(tmp_path, [still, turn, turn], **pulled)
+    assert session.view_vae is None
+    _, in_pixels, session = plain_and_warped(tmp_path / "pixels", [still, turn, turn], **pulled, pixel_views=True)
+    assert session.view_vae is session.vae
+    assert (in_latents[2] != in_pixels[2]).any()  # the view is decoded, moved and encoded again
+    test_snapshot_restore_and_replay_are_exact_with_the_pose(session.checkpoint)

@@ -234,6 +234,21 @@ def test_the_rollouts_of_a_pulling_world_are_pulled_as_at_play(world_run):
     torch.testing.assert_close(pulled, again)
 
 
+def test_a_world_that_moves_its_views_in_pixels_is_trained_on_views_moved_so(world_run, tmp_path, monkeypatch):
+    from worldsim.world import memory
+
+    recipe, out, _ = world_run
+    seen_from = memory.seen_from
+    unroll = replace(recipe.unroll, init=str(out / "consistency" / "checkpoint"), steps=1)
+    for pixel_views in (False, True):
+        moved_by = []  # the VAE of each of the memory's calls (six arguments; the move inside, in pixels, has five)
+        monkeypatch.setattr(memory, "seen_from", lambda *a, calls=moved_by: calls.append(a[5:]) or seen_from(*a))
+        world = from_dict(WorldSpec, {**WORLD, "memory": {**WORLD["memory"], "pull": 0.4, "pixel_views": pixel_views}})
+        train(replace(recipe, world=world, unroll=unroll), "unroll", tmp_path / str(pixel_views))
+        # the pulled views go through the VAE only when the world moves them in pixels (the anchor never does)
+        assert any(vae and vae[0] is not None for vae in moved_by) == pixel_views
+
+
 def test_learned_movement_with_a_keys_scheme_is_a_clear_error(smoke_recipe):
     from worldsim.conditioning.scheme import load_scheme
     from worldsim.training.stages import model_configs

@@ -11,6 +11,7 @@ from worldsim.world.memory import (
     MemoryConfig,
     WrittenViews,
     pull_toward,
+    seen_from,
 )
 from worldsim.world.walls import Walls
 
@@ -165,3 +166,72 @@ def test_a_written_view_can_be_warped_to_the_pose():
     written.write(np.array([100.0, 60.0, 0.0]), latent, 0, settled=True)
     torch.testing.assert_close(written.view(np.array([100.0, 60.0, 0.0]), 0, ROOM), latent, atol=1e-4, rtol=0)
     assert not torch.allclose(written.view(np.array([100.0, 63.0, 0.0]), 0, ROOM), latent, atol=1e-3)
+
+
+class SpaceToDepth(torch.nn.Module):
+    """A lossless stand-in VAE: each latent cell holds its 4x4 pixels (decode and encode are exact inverses)."""
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pixel_shuffle(latents, 4)
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pixel_unshuffle(frames, 4)
+
+
+@pytest.mark.parametrize("walls", [None, ROOM])
+def test_a_view_can_be_moved_in_pixels_not_cross_faded_between_latent_columns(walls):
+    vae = SpaceToDepth()
+    gen = torch.Generator().manual_seed(0)
+    latents = torch.rand(2, 3 * 16, 3, 8, generator=gen) * 2 - 1  # pixels (2, 3, 12, 32)
+    was = np.array([[100.0, 60.0, 10.0], [120.0, 50.0, 200.0]])
+    now = was + np.array([[0.0, 0.0, 2.0], [3.0, -2.0, -1.5]])  # turns of a few pixels, a fraction of a column
+    moved = seen_from(latents, was, now, 90.0, walls, vae)
+    expected = seen_from(vae.decode(latents), was, now, 90.0, walls)  # the same move made on the pixels
+    torch.testing.assert_close(vae.decode(moved), expected.clamp(-1, 1))
+    in_latents = vae.decode(seen_from(latents, was, now, 90.0, walls))
+    assert (in_latents - expected).abs().max() > 0.1  # moved in latent columns the pixels only cross-fade
+    # the keyframe memory and the written views move their views so when given the VAE
+    memory = KeyframeMemory.build(MemoryConfig(keyframes=2, cell=512.0, heading_bins=2), latents.half().numpy(), was,
+                                  np.arange(2))
+    nearest = torch.from_numpy(memory.nearest(now).reshape(-1))
+    torch.testing.assert_close(memory.views(now, walls=walls, vae=vae)[0],
+                               seen_from(memory.latents[nearest].float(), memory.poses[nearest], now, 90.0, walls, vae))
+    written = WrittenViews(MemoryConfig(keyframes=1, cell=32.0, heading_bins=1), slots=4)
+    written.write(was[0], latents[:1], 0, settled=True)
+    torch.testing.assert_close(written.view(now[0], 0, walls, vae), moved[:1])
+
+
+def test_views_moved_in_pixels_are_decoded_a_batch_at_a_time(monkeypatch):
+    from worldsim.world import memory
+
+    vae = SpaceToDepth()
+    latents = torch.rand(5, 3 * 16, 3, 8, generator=torch.Generator().manual_seed(1))
+    was = np.array([[100.0, 60.0, 10.0 * i] for i in range(5)])
+    now = was + np.array([0.0, 0.0, 2.5])
+    whole = seen_from(latents, was, now, 90.0, None, vae)
+    decoded = []
+    decode = vae.decode
+    monkeypatch.setattr(vae, "decode", lambda z: decoded.append(len(z)) or decode(z))
+    monkeypatch.setattr(memory, "PIXEL_BATCH", 2)
+    torch.testing.assert_close(seen_from(latents, was, now, 90.0, None, vae), whole)
+    assert decoded == [2, 2, 1]
+
+
+def test_a_view_moved_in_pixels_frame_after_frame_is_decoded_once(monkeypatch):
+    vae = SpaceToDepth()
+    decoded = []
+    decode = vae.decode
+    monkeypatch.setattr(vae, "decode", lambda z: decoded.append(len(z)) or decode(z))
+    latents = torch.rand(1, 3 * 16, 3, 8, generator=torch.Generator().manual_seed(2))
+    memory = KeyframeMemory.build(MemoryConfig(keyframes=1, cell=512.0, heading_bins=1), latents.half().numpy(),
+                                  np.array([[100.0, 60.0, 0.0]]), np.zeros(1))
+    for heading in (1.0, 2.0, 3.0):  # the player turns by the same keyframe
+        memory.views(np.array([100.0, 60.0, heading]), vae=vae)
+    assert decoded == [1]
+    written = WrittenViews(MemoryConfig(keyframes=1, cell=32.0, heading_bins=1), slots=4)
+    pose = np.array([100.0, 60.0, 0.0])
+    for i, latent in enumerate((latents, latents, latents + 1)):  # the bin rewritten with another frame
+        written.entries.clear()
+        written.write(pose, latent, i, settled=True)
+        written.view(pose + np.array([0.0, 0.0, 1.0]), i, vae=vae)
+    assert decoded == [1, 1, 1]

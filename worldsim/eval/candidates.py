@@ -149,6 +149,7 @@ def _warped_previous(session: WorldSession, latents: torch.Tensor, before: np.nd
 def _keyframe_candidate(session: WorldSession, tracked: np.ndarray, first: np.ndarray) -> Candidate:
     """The nearest keyframes to the tracked poses (F, 3), turned (or warped) to them as the world's pull does, and
     decoded."""
-    latents = session.memory.views(tracked, dtype=session.dtype, walls=session.view_walls)[0].to(session.device)
+    latents = session.memory.views(tracked, dtype=session.dtype, walls=session.view_walls,
+                                   vae=session.view_vae)[0].to(session.device)
     frames = _decode(session, latents)
     return Candidate(frames, np.concatenate([first[None], frames[:-1]]))

@@ -113,6 +113,10 @@ class WorldSession:
                              "the map's walls, but its movement has no walls (scripts/add_map_walls.py adds them); "
                              "set it false")
         self.view_walls = self.walls if warp_views else None  # the pulled view is warped by them, else turned
+        # the pulled view is moved in pixels (decoded and encoded again), else in latent columns
+        self.view_vae = self.vae if self.memory_pull > 0 and self.memory.config.pixel_views else None
+        if self.view_vae is not None:  # it encodes a view every frame that moves: 1.25x faster channels_last
+            self.view_vae.encoder.to(memory_format=torch.channels_last)
         self.written: WrittenViews | None = None  # frames generated here, by where they were seen from
         self.player: PlayerState | None = None
         self.latent: torch.Tensor | None = None
@@ -191,10 +195,11 @@ class WorldSession:
                         device=self.device, dtype=self.dtype)
         if before is not None:  # the pose this frame is seen from, and the view recorded nearest to it
             if self.memory_pull > 0:  # toward what was seen first (or recorded) where the recycled frame was seen from
-                view = (self.written.view(before.pose, self.frame_index, self.view_walls)
+                view = (self.written.view(before.pose, self.frame_index, self.view_walls, self.view_vae)
                         if self.written is not None else None)
                 if view is None:
-                    view = self.memory.views(before.pose, dtype=self.dtype, walls=self.view_walls)[0]
+                    view = self.memory.views(before.pose, dtype=self.dtype, walls=self.view_walls,
+                                             vae=self.view_vae)[0]
                 self.latent = pull_toward(self.latent, view.to(self.device, self.dtype), self.memory_pull,
                                           self.memory.config.pull_scale)
             if self.warped or self.warp_move > 0:  # the move drawn into the recycled frame: all of it, turn

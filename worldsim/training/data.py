@@ -40,6 +40,7 @@ class TrainingData:
         self.val = WindowDataset(self.root, scheme, window=1, resolution=self.resolution, split="val")
         self._train_frames: WindowDataset | None = None  # pixels of the training split: the VAE stage only
         self._cache: LatentCache | None = None
+        self._vae: torch.nn.Module | None = None
         self._grid: tuple[int, int] | None = None
         self._clips: dict[tuple[str, int], LatentWindowDataset] = {}
         self.movement: MovementModel | None = None
@@ -156,6 +157,7 @@ class TrainingData:
 
     def use_vae(self, vae: torch.nn.Module, token_grid: tuple[int, int]) -> None:
         """Encode every frame with this VAE once (cached on disk), conditions rendered at the generator's grid."""
+        self._vae = vae  # the memory's pulled views are moved in pixels through it (`memory.pixel_views`)
         cache = LatentCache(self.root, f"vae-{_weights_key(vae)}", self.resolution)
         device = next(vae.parameters()).device
 
@@ -195,7 +197,8 @@ class TrainingData:
                 tokens = torch.cat([tokens, self.memory.anchor_tokens(poses, self._patch, own)], 2)
             if self.memory.config.pull > 0:
                 walls = self.movement.walkable.walls if self.memory.config.warp_views else None
-                views = self.memory.views(poses.reshape(-1, 3), own.reshape(-1), walls=walls)[0].reshape(
+                vae = self._vae if self.memory.config.pixel_views else None
+                views = self.memory.views(poses.reshape(-1, 3), own.reshape(-1), walls=walls, vae=vae)[0].reshape(
                     *poses.shape[:2], *self.memory.latents.shape[1:])
         if not self.warp_fov:
             return Clip(batch["latents"], batch["conditions"], tokens, views)

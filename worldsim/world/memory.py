@@ -35,9 +35,11 @@ import torch.nn.functional as F
 
 from worldsim.config import rng
 from worldsim.models.generator import turn_columns
+from worldsim.models.vae import VAE
 from worldsim.world.walls import Walls
 from worldsim.world.warp import warp_fields, warp_latent
 
+PIXEL_BATCH = 64  # views moved in pixels at a time (`MemoryConfig.pixel_views`)
 OFFSET_CHANNELS = 3  # forward and right offset of the keyframe's camera from the current one, heading difference
 SETTLE_FRAMES = 35  # a written-back view settles over its bin's first 2 s (at 17.5 fps), then is frozen
 
@@ -66,6 +68,11 @@ class MemoryConfig:
     # whole move with depth from the map's walls (warp.py), instead of only turned to its heading: the target moves
     # with the player within a keyframe's cell instead of jumping from cell to cell. Needs the map's walls.
     warp_views: bool = False
+    # The pulled view is turned or warped in pixels (decoded, moved, encoded again) instead of in latent columns. A
+    # latent moved by a fraction of a column (a pixel turn is an eighth of one) decodes as a cross-fade of two
+    # positions, not as a move: the view then steps from column to column, and pulled toward it the picture turns
+    # at half the engine's rate. Costs a decode and an encode per frame that moves.
+    pixel_views: bool = False
 
     def __post_init__(self) -> None:
         if self.attend and not self.condition:
@@ -97,13 +104,51 @@ def pull_toward(latent: torch.Tensor, view: torch.Tensor, pull: float, scale: in
 
 
 def seen_from(latents: torch.Tensor, was: np.ndarray, now: np.ndarray, fov: float,
-              walls: Walls | None = None) -> torch.Tensor:
+              walls: Walls | None = None, vae: VAE | None = None, decoded: torch.Tensor | None = None
+              ) -> torch.Tensor:
     """Views (M, C, h, w) seen from poses `was` (M, 3) shown from poses `now` (M, 3): turned by the heading
-    difference, or with `walls` warped by the whole move with depth from them."""
+    difference, or with `walls` warped by the whole move with depth from them; with `vae` the move is made on the
+    decoded pixels (`decoded`: the caller has them already), which are encoded again (`MemoryConfig.pixel_views`)."""
+    if vae is not None and len(latents) > PIXEL_BATCH:  # the decoder's activations of many frames at once: GBs
+        return torch.cat([seen_from(latents[i: i + PIXEL_BATCH], was[i: i + PIXEL_BATCH], now[i: i + PIXEL_BATCH],
+                                    fov, walls, vae, None if decoded is None else decoded[i: i + PIXEL_BATCH])
+                          for i in range(0, len(latents), PIXEL_BATCH)])
+    if vae is not None:
+        # a view is data, never trained through, and only a target the recycled latent is pulled part of the way
+        # toward: its round trip through the VAE runs in bfloat16 (0.01 of a latent's unit off, 1.5x faster)
+        bf16 = torch.autocast(latents.device.type, dtype=torch.bfloat16)
+        with torch.no_grad():
+            if decoded is None:
+                with bf16:
+                    decoded = vae.decode(latents).clamp(-1.0, 1.0).float()
+            moved = seen_from(decoded, was, now, fov, walls).contiguous(memory_format=torch.channels_last)
+            with bf16:
+                return vae.encode(moved).to(latents.dtype)
     if walls is None:
         return turn_columns(latents, torch.from_numpy(wrap_degrees(was[:, 2] - now[:, 2])), fov)
     fields = warp_fields(np.stack([was, now], 1), walls, fov, latents.shape[-1])[:, 1]  # (M, 2, w)
     return warp_latent(latents, fields[:, 0], fields[:, 1])
+
+
+class DecodedViews:
+    """The last few views a player was pulled toward, decoded (`MemoryConfig.pixel_views`): a player stays by one
+    keyframe or written view for many frames, and each would otherwise be decoded again every frame."""
+
+    def __init__(self, kept: int = 16):
+        self.kept = kept
+        self.entries: OrderedDict[object, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+
+    def get(self, key: object, latent: torch.Tensor, vae: VAE) -> torch.Tensor:
+        """The pixels of `latent` (1, C, h, w), known by `key` (decoded again if the latent under it changed)."""
+        found = self.entries.get(key)
+        if found is None or not torch.equal(found[0], latent):
+            with torch.no_grad(), torch.autocast(latent.device.type, dtype=torch.bfloat16):
+                found = (latent, vae.decode(latent).clamp(-1.0, 1.0).float())
+            self.entries[key] = found
+            if len(self.entries) > self.kept:
+                self.entries.popitem(last=False)
+        self.entries.move_to_end(key)
+        return found[1]
 
 
 def wrap_degrees(angle: np.ndarray) -> np.ndarray:
@@ -119,6 +164,7 @@ class KeyframeMemory:
         self.latents = latents  # (N, C, h, w), float16 as shipped
         self.poses = np.asarray(poses, dtype=np.float64)  # (N, 3) x, y, heading
         self.episodes = np.asarray(episodes, dtype=np.int64)  # (N,) the recorded episode of each keyframe
+        self.decoded = DecodedViews()  # keyframes recently moved in pixels (`MemoryConfig.pixel_views`)
 
     def __len__(self) -> int:
         return len(self.latents)
@@ -159,17 +205,21 @@ class KeyframeMemory:
         return distance.argmin(1).reshape(poses.shape[:-1])
 
     def views(self, poses: np.ndarray, exclude_episodes: np.ndarray | None = None,
-              dtype: torch.dtype = torch.float32, walls: Walls | None = None
+              dtype: torch.dtype = torch.float32, walls: Walls | None = None, vae: VAE | None = None
               ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
         """The nearest keyframe of each pose (M, 3) turned to its heading, or with `walls` warped to the pose
-        (`MemoryConfig.warp_views`): latents (M, C, h, w), the keyframes' poses (M, 3), and the turn (M,) in degrees
-        (the current camera is the keyframe's turned right by it)."""
+        (`MemoryConfig.warp_views`), in pixels with `vae` (`MemoryConfig.pixel_views`): latents (M, C, h, w), the
+        keyframes' poses (M, 3), and the turn (M,) in degrees (the current camera is the keyframe's turned right by
+        it)."""
         index = self.nearest(poses, exclude_episodes).reshape(-1)
         keys = self.poses[index]
         poses = np.asarray(poses, dtype=np.float64).reshape(-1, 3)
         turn = wrap_degrees(keys[:, 2] - poses[:, 2])
         latents = self.latents[torch.from_numpy(index)].to(dtype)
-        return seen_from(latents, keys, poses, self.config.fov, walls), keys, turn
+        decoded = None  # one view, as the session asks every frame: its keyframe's pixels are kept
+        if vae is not None and len(index) == 1:
+            decoded = self.decoded.get((id(vae), int(index[0])), latents, vae)
+        return seen_from(latents, keys, poses, self.config.fov, walls, vae, decoded), keys, turn
 
     def anchor_tokens(self, poses: np.ndarray, patch: int, exclude_episodes: np.ndarray | None = None,
                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -220,6 +270,7 @@ class WrittenViews:
         self.config, self.slots = config, slots
         # bin -> (latent, the pose it was seen from, the frame its bin was first written)
         self.entries: OrderedDict[tuple[int, int, int], tuple[torch.Tensor, np.ndarray, int]] = OrderedDict()
+        self.decoded = DecodedViews()  # written views recently moved in pixels
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -242,13 +293,17 @@ class WrittenViews:
             self.entries.popitem(last=False)
         self.entries[key] = (latent.detach().clone(), np.array(pose, dtype=np.float64), first)
 
-    def view(self, pose: np.ndarray, frame: int, walls: Walls | None = None) -> torch.Tensor | None:
-        """The settled frame of the bin of `pose`, turned to its heading (with `walls`: warped to it), or None."""
+    def view(self, pose: np.ndarray, frame: int, walls: Walls | None = None,
+             vae: VAE | None = None) -> torch.Tensor | None:
+        """The settled frame of the bin of `pose`, turned to its heading (with `walls`: warped to it; with `vae`: in
+        pixels), or None."""
         found = self.entries.get(self.key(pose))
         if found is None or frame - found[2] < SETTLE_FRAMES:
             return None
         latent, written_at, _ = found
-        return seen_from(latent, written_at[None], np.asarray(pose, dtype=np.float64)[None], self.config.fov, walls)
+        decoded = None if vae is None else self.decoded.get((id(vae), self.key(pose)), latent, vae)
+        return seen_from(latent, written_at[None], np.asarray(pose, dtype=np.float64)[None], self.config.fov, walls,
+                         vae, decoded)
 
     def copy(self) -> WrittenViews:
         """A copy for a snapshot (the latents are never changed in place, so they are shared)."""
