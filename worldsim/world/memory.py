@@ -69,9 +69,9 @@ class MemoryConfig:
     # with the player within a keyframe's cell instead of jumping from cell to cell. Needs the map's walls.
     warp_views: bool = False
     # The pulled view is turned or warped in pixels (decoded, moved, encoded again) instead of in latent columns. A
-    # latent moved by a fraction of a column (a pixel turn is an eighth of one) decodes as a cross-fade of two
-    # positions, not as a move: the view then steps from column to column, and pulled toward it the picture turns
-    # at half the engine's rate. Costs a decode and an encode per frame that moves.
+    # latent column is several pixels (8 in the shipped world), and a latent moved by a fraction of one decodes as
+    # a cross-fade of two positions, not as a move: the view then steps from column to column, and pulled toward it
+    # the picture turns at half the engine's rate. Costs a VAE round trip (bfloat16) per frame that moves.
     pixel_views: bool = False
 
     def __post_init__(self) -> None:
