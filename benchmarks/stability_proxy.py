@@ -116,7 +116,10 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
            ("", " (ship-adv-action's baseline)", {}),
            ("-action", ", and judged on following the controls: a second IDM (runs/idm-judge, trained like the "
                        "evaluation's runs/idm with another seed) reads each generated move, which must read as the "
-                       "real clip's (weight 1)", {"action_weight": 1.0, "action_judge": "runs/idm-judge"}))},
+                       "real clip's (weight 1)", {"action_weight": 1.0, "action_judge": "runs/idm-judge"}),
+           ("-pixelturn", ", with the recycled frame turned by the commanded yaw in pixels (decoded, turned, encoded "
+                          "again) instead of in latent columns, in training and at play",
+            {"model": {"turn_in_pixels": True}}))},
     **{f"memory-unroll-pull-{pull}": (f"memory-unroll played with its recycled latent pulled {pull} toward the "
                                       "keyframe of its pose (no more training)",
                                       {"from": "memory-unroll", "memory": {"pull": pull}}, None)

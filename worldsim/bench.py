@@ -389,14 +389,14 @@ def cache_vs_recompute(session, repeats: int) -> dict:
         latent = session.latent
         for _ in range(c.window + c.sink):  # fill the ring: the steady state a long game runs in
             latent = step_frame(session.backend, session.cache, latent, frame_cond, token_cond,
-                                torch.randn_like(latent))
+                                torch.randn_like(latent), vae=session.turn_vae)
         noise = torch.randn_like(latent)
         window = c.window
         seq = lambda x: x[:, None].expand(1, window, *x.shape[1:]).contiguous()  # noqa: E731 - (1, window, ...)
         inputs = (seq(noise), seq(latent), seq(token_cond), seq(frame_cond), torch.ones(1, window, device=device),
                   torch.zeros(1, window, device=device))
-        cached = median_ms(lambda: step_frame(session.backend, session.cache, latent, frame_cond, token_cond, noise),
-                           repeats * 5, device)
+        cached = median_ms(lambda: step_frame(session.backend, session.cache, latent, frame_cond, token_cond, noise,
+                                              vae=session.turn_vae), repeats * 5, device)
         recompute = median_ms(lambda: g(*inputs)[:, -1], repeats, device)  # all `window` frames, keep the newest
     return {"backend": session.backend.name, "dtype": str(session.dtype).removeprefix("torch."), "window": window,
             "tokens_per_frame": c.tokens, "cached_ms": round(cached, 3), "recompute_ms": round(recompute, 3),

@@ -21,13 +21,14 @@ from worldsim.models.kv_cache import KVCache
 def step_frame(generator: Generator, cache: KVCache, recycled: torch.Tensor, frame_cond: torch.Tensor | None,
                token_cond: torch.Tensor | None, noise: torch.Tensor, steps: int = 1, shift: float = 1.0,
                aug: torch.Tensor | None = None, context_noise: torch.Tensor | None = None,
-               context_level: float | torch.Tensor = 0.0) -> torch.Tensor:
+               context_level: float | torch.Tensor = 0.0, vae: torch.nn.Module | None = None) -> torch.Tensor:
     """(B, C, h, w) recycled latent + condition + noise -> next latent (B, C, h, w).
 
     `aug` (B,): the noise level the recycled frame already carries (training); or `context_noise` (B, C, h, w)
-    with `context_level` > 0 (a float, or (B,) levels in training): noise it here, at that level."""
+    with `context_level` > 0 (a float, or (B,) levels in training): noise it here, at that level. `vae`: the one a
+    generator that turns its recycled frame in pixels decodes and encodes it through (GeneratorConfig)."""
     batch = recycled.shape[0]
-    recycled = generator.reproject(recycled, frame_cond)
+    recycled = generator.reproject(recycled, frame_cond, vae)
     seen = recycled
     if context_noise is not None and (torch.is_tensor(context_level) or context_level > 0):
         aug = context_level if torch.is_tensor(context_level) else recycled.new_full((batch,), context_level)

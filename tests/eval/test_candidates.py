@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from worldsim.checkpoint import load_checkpoint
@@ -19,8 +20,10 @@ def episode(session: WorldSession, steps: int = 6) -> tuple[np.ndarray, np.ndarr
     return real, actions
 
 
-def test_turned_previous_is_the_reprojected_real_previous_frame(tmp_path):
-    ckpt = load_checkpoint(random_checkpoint(tmp_path / "ckpt", yaw_reprojection=[2, 4.0, 90.0]))
+@pytest.mark.parametrize("turn_in_pixels", [False, True])
+def test_turned_previous_is_the_reprojected_real_previous_frame(tmp_path, turn_in_pixels):
+    ckpt = load_checkpoint(random_checkpoint(tmp_path / "ckpt", yaw_reprojection=[2, 4.0, 90.0],
+                                             turn_in_pixels=turn_in_pixels))
     session = WorldSession(ckpt)
     real, actions = episode(session)
     candidates, _, _ = episode_candidates(session, real, actions)
@@ -33,7 +36,8 @@ def test_turned_previous_is_the_reprojected_real_previous_frame(tmp_path):
     with torch.inference_mode():
         latent = session.vae.encode(frames_to_tensor(real[2:3]))
         turn = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
-        expected = tensor_to_frames(session.vae.decode(session.generator.reproject(latent, turn)))
+        # as the world turns it: in latent columns, or in pixels through its VAE
+        expected = tensor_to_frames(session.vae.decode(session.generator.reproject(latent, turn, session.turn_vae)))
     assert np.abs(turned.frames[2].astype(int) - expected[0].astype(int)).max() <= 1
 
 

@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
+from worldsim.models import generator as generator_module
 from worldsim.models.generator import GENERATOR_PRESETS, Generator, GeneratorConfig, turn_columns
 from worldsim.rollout import step_frame
-from worldsim.testing import perturb_
+from worldsim.testing import SpaceToDepth, perturb_
 
 
 def make_generator(window: int, sink: int, token_channels: int = 2, frame_dim: int = 3,
@@ -150,6 +151,48 @@ def test_reprojection_follows_the_configured_yaw_entry_and_is_off_by_default():
     with torch.no_grad():
         frame = step_frame(g, g.new_cache(), latent, cond, None, torch.randn(1, 4, 4, 6))
     torch.testing.assert_close(frame, turn_columns(latent, torch.tensor([5.0]), 90.0))
+
+
+def pixel_turning_generator() -> Generator:
+    """A residual generator that turns its recycled frame in pixels, with latents the SpaceToDepth stand-in VAE
+    decodes to (3, 16, 32) pixels."""
+    g = Generator(GeneratorConfig(latent_channels=48, latent_size=(4, 8), patch=2, frame_cond_dim=3,
+                                  token_cond_channels=0, residual=True, yaw_reprojection=(2, 5.0, 90.0),
+                                  turn_in_pixels=True, **GENERATOR_PRESETS["tiny"])).eval()
+    return g
+
+
+def test_a_generator_can_turn_its_recycled_frame_in_pixels_not_cross_faded_between_latent_columns(monkeypatch):
+    g, vae = pixel_turning_generator(), SpaceToDepth()
+    gen = torch.Generator().manual_seed(0)
+    latent = torch.rand(2, 3, 48, 4, 8, generator=gen) * 2 - 1  # two sequences of three frames
+    cond = torch.zeros(2, 3, 3)
+    cond[:, 0, 2], cond[0, 2, 2], cond[1, 2, 2] = 0.3, -0.25, 0.1  # turns of a fraction of a latent column
+    turned = g.reproject(latent, cond, vae)
+    degrees = cond[..., 2] * 5.0
+    expected = turn_columns(vae.decode(latent.flatten(0, 1)), degrees.flatten(), 90.0)  # the move made on pixels
+    torch.testing.assert_close(vae.decode(turned.flatten(0, 1)), expected, atol=1e-5, rtol=0)
+    assert torch.equal(turned[:, 1], latent[:, 1])  # a frame that does not turn keeps its latent exactly
+    in_latents = vae.decode(turn_columns(latent, degrees, 90.0).flatten(0, 1))
+    assert (in_latents - expected).abs().max() > 0.1  # turned in latent columns the pixels only cross-fade
+    # an untrained residual generator draws the recycled frame turned so
+    with torch.no_grad():
+        frame = step_frame(g, g.new_cache(2), latent[:, 0], cond[:, 0], None, torch.randn(2, 48, 4, 8), vae=vae)
+    torch.testing.assert_close(frame, turned[:, 0])
+    # many frames are decoded a batch at a time, to the same result
+    decoded = []
+    decode = vae.decode
+    monkeypatch.setattr(vae, "decode", lambda z: decoded.append(len(z)) or decode(z))
+    monkeypatch.setattr(generator_module, "PIXEL_BATCH", 2)
+    torch.testing.assert_close(g.reproject(latent, cond, vae), turned)
+    assert decoded == [2, 2]  # the four frames that turn, two at a time
+
+
+def test_a_generator_that_turns_in_pixels_needs_the_yaw_turn_and_the_vae():
+    with pytest.raises(ValueError, match="turn_in_pixels .* needs yaw_reprojection"):
+        GeneratorConfig(frame_cond_dim=3, turn_in_pixels=True)
+    with pytest.raises(ValueError, match="turned in pixels .* needs the VAE"):
+        pixel_turning_generator().reproject(torch.zeros(1, 48, 4, 8), torch.tensor([[0.0, 0.0, 1.0]]))
 
 
 @pytest.mark.parametrize("bad", [(2, 5.0), (3, 5.0, 90.0), (0.5, 5.0, 90.0), (2, 5.0, 180.0)])

@@ -321,3 +321,18 @@ def test_the_pulled_view_can_be_moved_in_pixels_and_replays_stay_exact(tmp_path)
     assert session.view_vae is session.vae
     assert (in_latents[2] != in_pixels[2]).any()  # the view is decoded, moved and encoded again
     test_snapshot_restore_and_replay_are_exact_with_the_pose(session.checkpoint)
+
+
+def test_the_recycled_frame_can_be_turned_in_pixels_and_replays_stay_exact(tmp_path):
+    still, turn = [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.3, 0.0]
+    frames, sessions = [], []
+    for name, pixels in (("latents", False), ("pixels", True)):
+        session = WorldSession(load_checkpoint(random_world_checkpoint(
+            tmp_path / name, keyframes=0, yaw_reprojection=[2, 4.0, 90.0], turn_in_pixels=pixels)))
+        session.reset()
+        frames.append([session.step(session.encode(np.array(action, np.float32))) for action in (still, turn, turn)])
+        sessions.append(session)
+    assert sessions[0].turn_vae is None and sessions[1].turn_vae is sessions[1].vae
+    assert (frames[0][0] == frames[1][0]).all()  # no turn: the recycled latent as it is, no round trip
+    assert (frames[0][1] != frames[1][1]).any()  # a turn: decoded, turned and encoded again
+    test_snapshot_restore_and_replay_are_exact_with_the_pose(sessions[1].checkpoint)

@@ -276,3 +276,37 @@ def test_the_action_judge_asks_the_generated_moves_to_read_as_the_real_ones_and_
     fake_loss.backward()
     assert fake.grad is not None and fake.grad.abs().sum() > 0
     assert all(p.grad is None for p in judge.parameters())
+
+
+def test_a_world_that_turns_in_pixels_is_trained_on_recycled_frames_turned_through_the_clips_vae():
+    from worldsim.models.generator import turn_in_pixels
+    from worldsim.rollout import step_frame
+    from worldsim.testing import SpaceToDepth
+    from worldsim.training.unroll import with_still_clips
+
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(latent_channels=48, latent_size=(4, 8), patch=2, frame_cond_dim=3,
+                                  token_cond_channels=2, residual=True, yaw_reprojection=(2, 5.0, 90.0),
+                                  turn_in_pixels=True, **GENERATOR_PRESETS["tiny"]))
+    perturb_(g, scale=0.1)
+    gen, vae = torch.Generator().manual_seed(0), SpaceToDepth()
+    latents = torch.rand(2, 5, 48, 4, 8, generator=gen) * 2 - 1
+    frame_cond = torch.zeros(2, 5, 3)
+    frame_cond[..., 2] = torch.tensor([0.0, 0.3, 0.0, -0.2, 0.1])  # turns of a fraction of a latent column
+    clip = Clip(latents, frame_cond, torch.randn(2, 5, 2, 2, 4, generator=gen), vae=vae)
+    expected = turn_in_pixels(clip.recycled, frame_cond[:, 1:, 2] * 5.0, 90.0, vae)
+    torch.testing.assert_close(clip.recycled_seen_by(g), expected)
+    assert clip.to("cpu").vae is vae and with_still_clips(clip, 1.0, torch.zeros(3), torch.zeros(2, 2, 4)).vae is vae
+    # the rollout turns what it recycles through the clip's VAE, as the session turns through its own
+    with torch.no_grad():
+        frames = student_rollout(g, clip, gen=torch.Generator().manual_seed(1))
+        gen, cache, latent, chain = torch.Generator().manual_seed(1), g.new_cache(2), clip.first, []
+        for i in range(4):
+            latent = step_frame(g, cache, latent, frame_cond[:, i + 1], clip.token_cond[:, i + 1],
+                                torch.randn(latent.shape, generator=gen), vae=vae)
+            chain.append(latent)
+    torch.testing.assert_close(frames, torch.stack(chain, 1))
+    parallel = student_rollout(g, clip, gen=torch.Generator().manual_seed(1), recompute=True)  # the one-pass recompute
+    torch.testing.assert_close(parallel.detach(), frames, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="turned in pixels .* needs the VAE"):
+        Clip(latents, frame_cond, clip.token_cond).recycled_seen_by(g)

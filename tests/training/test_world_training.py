@@ -308,3 +308,36 @@ def test_a_warp_with_the_yaw_turn_or_without_the_map_walls_is_refused(smoke_reci
                        world=from_dict(WorldSpec, {"movement": True, "walls": False}))
     with pytest.raises(ConfigError, match="model.warp.*depth from the map's walls"):
         model_configs(no_walls, scheme)
+
+
+def test_a_turning_world_can_be_continued_turning_its_recycled_frame_in_pixels(world_run, tmp_path, monkeypatch):
+    from worldsim.runtime.session import WorldSession
+    from worldsim.training import unroll
+
+    recipe, out, _ = world_run
+    vaes = []
+    rollout = unroll.student_rollout
+    monkeypatch.setattr(unroll, "student_rollout", lambda g, clip, **kw: vaes.append(clip.vae) or
+                        rollout(g, clip, **kw))
+    turning = out / "consistency" / "checkpoint"
+    assert not load_checkpoint(turning).generator.config.turn_in_pixels
+    in_pixels = replace(recipe, model=replace(recipe.model, turn_in_pixels=True),
+                        unroll=replace(recipe.unroll, init=str(turning), steps=1))
+    checkpoint = load_checkpoint(train(in_pixels, "unroll", tmp_path / "pixels")[0])
+    assert checkpoint.generator.config.turn_in_pixels  # the same weights, the input turned in pixels
+    (vae,) = vaes
+    assert vae is not None  # the clips carry the VAE the rollout turns through
+    session = WorldSession(checkpoint)
+    assert session.turn_vae is session.vae
+    # and back: a world continued without it turns in latent columns again
+    latent = replace(recipe, unroll=replace(recipe.unroll, init=str(checkpoint.path), steps=1))
+    assert not load_checkpoint(train(latent, "unroll", tmp_path / "latent")[0]).generator.config.turn_in_pixels
+
+
+def test_a_turn_in_pixels_without_the_yaw_turn_is_refused(smoke_recipe):
+    from worldsim.conditioning.scheme import load_scheme
+    from worldsim.training.stages import model_configs
+
+    recipe = replace(smoke_recipe, model=replace(smoke_recipe.model, yaw_reprojection=False, turn_in_pixels=True))
+    with pytest.raises(ConfigError, match="model.turn_in_pixels.*yaw_reprojection is off"):
+        model_configs(recipe, load_scheme("camera"))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from worldsim.testing import SpaceToDepth
 from worldsim.world.memory import (
     OFFSET_CHANNELS,
     SETTLE_FRAMES,
@@ -166,16 +167,6 @@ def test_a_written_view_can_be_warped_to_the_pose():
     written.write(np.array([100.0, 60.0, 0.0]), latent, 0, settled=True)
     torch.testing.assert_close(written.view(np.array([100.0, 60.0, 0.0]), 0, ROOM), latent, atol=1e-4, rtol=0)
     assert not torch.allclose(written.view(np.array([100.0, 63.0, 0.0]), 0, ROOM), latent, atol=1e-3)
-
-
-class SpaceToDepth(torch.nn.Module):
-    """A lossless stand-in VAE: each latent cell holds its 4x4 pixels (decode and encode are exact inverses)."""
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.pixel_shuffle(latents, 4)
-
-    def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.pixel_unshuffle(frames, 4)
 
 
 @pytest.mark.parametrize("walls", [None, ROOM])

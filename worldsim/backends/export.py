@@ -335,7 +335,7 @@ def verify_export(checkpoint, onnx_dir: str | Path, frames: int | None = None, q
         token = randn(1, c.token_cond_channels, *c.grid) if c.token_cond_channels else None
         frame_cond = randn(1, c.frame_cond_dim) if c.frame_cond_dim else None
         for i, backend in enumerate((torch_side, onnx_side)):
-            latents[i] = step_frame(backend, caches[i], latents[i], frame_cond, token, noise)
+            latents[i] = step_frame(backend, caches[i], latents[i], frame_cond, token, noise, vae=reference.vae)
         pictures = [torch_side.decode(latents[0]).float(), onnx_side.decode(latents[1]).float()]
         worst_latent = max(worst_latent, float((latents[0] - latents[1]).abs().max()))
         worst_frame = max(worst_frame, float((pictures[0] - pictures[1]).abs().max()))

@@ -122,7 +122,8 @@ def episode_candidates(session: WorldSession, real: np.ndarray, actions: np.ndar
         candidates["keyframe"] = _keyframe_candidate(session, tracked, real[0])
     if session.generator.config.yaw_reprojection:  # (a world that warps: below, by the engine's turn)
         frame_cond = torch.from_numpy(np.stack([c.frame for c in conditions])).to(latents.device, latents.dtype)
-        turned = session.generator.reproject(latents[:-1], frame_cond)  # real frame t - 1, turned by action t
+        # real frame t - 1, turned by action t as the world turns it (in latent columns, or in pixels)
+        turned = session.generator.reproject(latents[:-1], frame_cond, session.turn_vae)
         candidates["turned_previous"] = Candidate(_decode(session, turned), real[:-1])
     walls = None if session.movement is None else session.movement.walkable.walls
     if walls is not None and poses is not None:

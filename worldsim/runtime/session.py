@@ -115,8 +115,10 @@ class WorldSession:
         self.view_walls = self.walls if warp_views else None  # the pulled view is warped by them, else turned
         # the pulled view is moved in pixels (decoded and encoded again), else in latent columns
         self.view_vae = self.vae if self.memory_pull > 0 and self.memory.config.pixel_views else None
-        if self.view_vae is not None:  # it encodes a view every frame that moves: 1.25x faster channels_last
-            self.view_vae.encoder.to(memory_format=torch.channels_last)
+        # the recycled frame is turned in pixels through it (GeneratorConfig.turn_in_pixels), else in latent columns
+        self.turn_vae = self.vae if g.turn_in_pixels else None
+        if self.view_vae is not None or self.turn_vae is not None:  # an encode every frame: 1.25x channels_last
+            self.vae.encoder.to(memory_format=torch.channels_last)
         self.written: WrittenViews | None = None  # frames generated here, by where they were seen from
         self.player: PlayerState | None = None
         self.latent: torch.Tensor | None = None
@@ -221,7 +223,7 @@ class WorldSession:
         # 2. generate the next latent against the sliding KV cache (the backend stands in for the generator)
         self.latent = step_frame(self.backend, self.cache, self.latent, self.frame_cond, self.token_cond,
                                  self.noise, self.steps, self.shift, context_noise=self.context_noise,
-                                 context_level=self.context_level)
+                                 context_level=self.context_level, vae=self.turn_vae)
         if self.written is not None:
             self.written.write(self.player.pose, self.latent, self.frame_index + 1)
         t2 = time.perf_counter()

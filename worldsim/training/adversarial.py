@@ -110,7 +110,7 @@ def student_rollout(generator: Generator, clip: Clip, cache: KVCache | None = No
             recycled = clip.warp(recycled, i + 1)  # by the recorded move, for a world that warps (as play does)
             latent = step_frame(generator, cache, recycled, frame_cond[:, i], token_cond[:, i], noise,
                                 context_noise=context_noise,
-                                context_level=context_level if context_level is not None else 0.0)
+                                context_level=context_level if context_level is not None else 0.0, vae=clip.vae)
             frames.append(latent)
             inputs.append((recycled, noise, context_noise))
     if not parallel:
@@ -119,15 +119,17 @@ def student_rollout(generator: Generator, clip: Clip, cache: KVCache | None = No
     # them again, or the generator's weights get no gradient (torch before 2.10 cached casts under no_grad)
     torch.clear_autocast_cache()
     recycled, noise, context_noise = (None if parts[0] is None else torch.stack(parts, 1) for parts in zip(*inputs))
-    return _recompute_rollout(generator, recycled, noise, context_noise, context_level, frame_cond, token_cond)
+    return _recompute_rollout(generator, recycled, noise, context_noise, context_level, frame_cond, token_cond,
+                              clip.vae)
 
 
 def _recompute_rollout(generator: Generator, recycled: torch.Tensor, noise: torch.Tensor,
                        context_noise: torch.Tensor | None, context_level: torch.Tensor | None,
-                       frame_cond: torch.Tensor | None, token_cond: torch.Tensor | None) -> torch.Tensor:
+                       frame_cond: torch.Tensor | None, token_cond: torch.Tensor | None,
+                       vae: torch.nn.Module | None = None) -> torch.Tensor:
     """The frames `step_frame` made from these (B, F, ...) recycled latents and noise, all in one block-causal pass."""
     B, Fr = recycled.shape[:2]
-    recycled = generator.reproject(recycled, frame_cond)
+    recycled = generator.reproject(recycled, frame_cond, vae)
     seen, aug = recycled, recycled.new_zeros(B, Fr)
     if context_noise is not None:
         aug = context_level[:, None].to(recycled.dtype).expand(B, Fr)

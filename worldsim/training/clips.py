@@ -8,7 +8,7 @@ carries frame k - 1 to frame k's pose, as the session warps it at play.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -26,12 +26,15 @@ class Clip:
     # and the poses (B, K, 3) float64 they were made from
     warps: torch.Tensor | None = None
     poses: torch.Tensor | None = None
+    # the VAE the clip's latents were encoded by: a generator that turns its recycled frame in pixels
+    # (GeneratorConfig.turn_in_pixels) decodes and encodes it through this one
+    vae: torch.nn.Module | None = field(default=None, repr=False)
 
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> Clip:
         return Clip(*(None if x is None else x.to(device, dtype, non_blocking=True)
                       for x in (self.latents, self.frame_cond, self.token_cond, self.views)),
                     *(None if x is None else x.to(device, non_blocking=True)  # fields and poses stay exact
-                      for x in (self.warps, self.poses)))
+                      for x in (self.warps, self.poses)), self.vae)
 
     @property
     def first(self) -> torch.Tensor:
@@ -59,7 +62,7 @@ class Clip:
         self.check_warps(generator)
         if self.warps is not None:
             previous = warp_latent(previous, self.warps[:, 1:, 0], self.warps[:, 1:, 1])
-        return generator.reproject(previous, self.frame_cond[:, 1:])
+        return generator.reproject(previous, self.frame_cond[:, 1:], self.vae)
 
     def warp(self, latent: torch.Tensor, frame: int) -> torch.Tensor:
         """A (B, C, h, w) latent recycled into frame `frame`, warped by the move into it (the identity without

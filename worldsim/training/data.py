@@ -157,7 +157,9 @@ class TrainingData:
 
     def use_vae(self, vae: torch.nn.Module, token_grid: tuple[int, int]) -> None:
         """Encode every frame with this VAE once (cached on disk), conditions rendered at the generator's grid."""
-        self._vae = vae  # the memory's pulled views are moved in pixels through it (`memory.pixel_views`)
+        # the memory's pulled views (`memory.pixel_views`) and a generator's recycled frames (`turn_in_pixels`)
+        # are moved in pixels through it
+        self._vae = vae
         cache = LatentCache(self.root, f"vae-{_weights_key(vae)}", self.resolution)
         device = next(vae.parameters()).device
 
@@ -200,10 +202,11 @@ class TrainingData:
                 vae = self._vae if self.memory.config.pixel_views else None
                 views = self.memory.views(poses.reshape(-1, 3), own.reshape(-1), walls=walls, vae=vae)[0].reshape(
                     *poses.shape[:2], *self.memory.latents.shape[1:])
-        if not self.warp_fov:
-            return Clip(batch["latents"], batch["conditions"], tokens, views)
+        if not self.warp_fov:  # the clip carries the VAE a generator that turns in pixels turns it through
+            return Clip(batch["latents"], batch["conditions"], tokens, views, vae=self._vae)
         poses = batch["poses"].double()  # warped by the recorded moves, as the session warps by the tracked ones
-        return Clip(batch["latents"], batch["conditions"], tokens, views, self._warps(poses, batch["latents"]), poses)
+        return Clip(batch["latents"], batch["conditions"], tokens, views, self._warps(poses, batch["latents"]), poses,
+                    self._vae)
 
     def _warps(self, poses: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(warp_fields(poses.cpu().numpy(), self.movement.walkable.walls, self.warp_fov,
@@ -230,7 +233,8 @@ class TrainingData:
             moved[:, k, 1] = moved[:, k - 1, 1] + ahead[:, k - 1] * np.sin(a) - right[:, k - 1] * np.cos(a)
             moved[:, k, 2] = moved[:, k - 1, 2] + poses[:, k, 2] - poses[:, k - 1, 2]
         poses = torch.from_numpy(moved).to(clip.poses.device)
-        return Clip(clip.latents, clip.frame_cond, clip.token_cond, clip.views, self._warps(poses, clip.latents), poses)
+        return Clip(clip.latents, clip.frame_cond, clip.token_cond, clip.views, self._warps(poses, clip.latents), poses,
+                    clip.vae)
 
 
 def _draw(starts: np.ndarray, batch: int, gen: torch.Generator) -> np.ndarray:

@@ -38,6 +38,7 @@ class ModelSpec:
     vae: str = "world-s"  # a preset of worldsim.models.vae.VAE_PRESETS
     vae_overrides: dict = field(default_factory=dict)
     yaw_reprojection: bool = False  # turn the recycled frame by the commanded yaw (camera schemes; see GeneratorConfig)
+    turn_in_pixels: bool = False  # that turn made on the decoded frame, encoded again (GeneratorConfig.turn_in_pixels)
     # warp the recycled frame by the move, turn included, with depth from the map's walls instead
     # (GeneratorConfig.warp_fov; needs world.movement and world.walls, and a camera scheme for the fov)
     warp: bool = False

@@ -67,7 +67,7 @@ def write_rollout_sample(generator: Generator, vae: VAE, clip: Clip, path: Path,
     was_training = generator.training
     generator.eval()
     clip = Clip(clip.latents[:1], clip.frame_cond[:1], clip.token_cond[:1],
-                warps=None if clip.warps is None else clip.warps[:1])
+                warps=None if clip.warps is None else clip.warps[:1], vae=clip.vae)
     cache = generator.new_cache(1, clip.latents.device)
     gen = torch.Generator(clip.latents.device).manual_seed(0)
     latent = clip.first
@@ -77,7 +77,7 @@ def write_rollout_sample(generator: Generator, vae: VAE, clip: Clip, path: Path,
         for i in range(frame_cond.shape[1]):
             noise = torch.randn(latent.shape, generator=gen, device=latent.device)
             latent = step_frame(generator, cache, clip.warp(latent, i + 1), frame_cond[:, i], token_cond[:, i],
-                                noise, steps, shift)
+                                noise, steps, shift, vae=clip.vae)
             frames.append(latent.float())
         fake = vae.decode(torch.cat(frames)).float()
         real = vae.decode(clip.targets[0]).float()

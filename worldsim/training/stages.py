@@ -81,6 +81,9 @@ def model_configs(recipe: Recipe, scheme: Scheme, anchored: bool = True) -> tupl
     if reprojection is None:
         raise ConfigError(None, "model.yaw_reprojection", f"the '{scheme.name}' scheme has no calibrated yaw to "
                           "reproject by", True, "false, or a camera scheme")
+    if m.turn_in_pixels and not m.yaw_reprojection:
+        raise ConfigError(None, "model.turn_in_pixels", "it says how the recycled frame is turned by the commanded "
+                          "yaw, and model.yaw_reprojection is off", True, "false, or model.yaw_reprojection true")
     if m.warp and m.yaw_reprojection:
         raise ConfigError(None, "model.yaw_reprojection", "model.warp turns the recycled frame as well as moving it",
                           True, "false with model.warp")
@@ -91,7 +94,8 @@ def model_configs(recipe: Recipe, scheme: Scheme, anchored: bool = True) -> tupl
         "latent_channels": vae.latent_channels, "latent_size": list(vae.latent_size),
         "frame_cond_dim": scheme.encoding.frame_dim, "token_cond_channels": scheme.encoding.token_channels + anchor,
         "memory_channels": recipe.world.memory.attended_channels(vae.latent_channels, patch) if anchored else 0,
-        "yaw_reprojection": list(reprojection), "warp_fov": warp_fov(recipe, scheme),
+        "yaw_reprojection": list(reprojection), "turn_in_pixels": m.turn_in_pixels,
+        "warp_fov": warp_fov(recipe, scheme),
     }, path="model.generator_overrides")
     return generator, vae
 
@@ -113,14 +117,17 @@ def warp_fov(recipe: Recipe, scheme: Scheme) -> float:
 def _reprojected_as_recipe(ctx: StageContext, generator: Generator) -> Generator:
     """The generator to continue, shown its recycled frame as the recipe says: a world that turned it by the
     commanded yaw is continued warped by the move (the warp turns it as well; the weights are the same, the input
-    moves), and a world trained warped is not continued without the warp."""
+    moves), or turned in pixels instead of latent columns, and a world trained warped is not continued without
+    the warp."""
     fov, g = warp_fov(ctx.recipe, ctx.scheme), generator.config
+    if g.yaw_reprojection and not fov:  # latent columns or pixels: the same weights, the input turned either way
+        generator.config = g = replace(g, turn_in_pixels=ctx.recipe.model.turn_in_pixels)
     if bool(fov) == bool(g.warp_fov):
         return generator
     if g.warp_fov:
         raise ConfigError(None, "model.warp", "the generator to continue was trained on recycled frames warped by "
                           "the move", False, "true (what it was trained with)")
-    generator.config = replace(g, yaw_reprojection=(), warp_fov=fov)  # reprojection fields shape no weights
+    generator.config = replace(g, yaw_reprojection=(), turn_in_pixels=False, warp_fov=fov)  # they shape no weights
     return generator
 
 
@@ -490,7 +497,7 @@ def run_long(ctx: StageContext) -> Path:
             conds = first_clip if segment == 0 else ctx.data.continued(
                 ctx.data.clips(cfg.batch, cfg.clip_frames, ctx.rng).to(ctx.device), segment_clip)
             segment_clip = Clip(torch.cat([latent.detach()[:, None], conds.latents[:, 1:]], 1), conds.frame_cond,
-                                conds.token_cond, warps=conds.warps, poses=conds.poses)
+                                conds.token_cond, warps=conds.warps, poses=conds.poses, vae=conds.vae)
             cache.detach()  # back-propagation stops at the segment boundary; the cache's content carries on
             with ctx.autocast():
                 fake = student_rollout(generator, segment_clip, cache=cache, gen=ctx.rng,
@@ -502,16 +509,16 @@ def run_long(ctx: StageContext) -> Path:
                                    torch.cat([tail.frame_cond, segment_clip.frame_cond[:, 1:]], 1),
                                    torch.cat([tail.token_cond, segment_clip.token_cond[:, 1:]], 1),
                                    warps=None if tail.warps is None else
-                                   torch.cat([tail.warps, segment_clip.warps[:, 1:]], 1))
+                                   torch.cat([tail.warps, segment_clip.warps[:, 1:]], 1), vae=conds.vae)
             real = ctx.data.clips(cfg.batch, scored.shape[1] + 1, ctx.rng).to(ctx.device)  # short real clips
             stats = _adversarial_update(ctx, cfg, generator, discriminator, opt_g, opt_d, scored, real, scored_clip,
                                         cfg.regression_weight if segment == 0 else 0.0)
             if cfg.overlap:
                 keep = min(cfg.overlap, fake.shape[1] - 1)
                 full = Clip(torch.cat([segment_clip.latents[:, :1], fake.detach()], 1), segment_clip.frame_cond,
-                            segment_clip.token_cond, warps=segment_clip.warps)
+                            segment_clip.token_cond, warps=segment_clip.warps, vae=conds.vae)
                 tail = Clip(full.latents[:, -keep - 1:], full.frame_cond[:, -keep - 1:], full.token_cond[:, -keep - 1:],
-                            warps=None if full.warps is None else full.warps[:, -keep - 1:])
+                            warps=None if full.warps is None else full.warps[:, -keep - 1:], vae=conds.vae)
             latent = fake[:, -1]
             for k, v in stats.items():
                 totals[k] = totals.get(k, 0.0) + v / cfg.segments

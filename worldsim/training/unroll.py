@@ -48,7 +48,7 @@ def with_still_clips(clip: Clip, fraction: float, no_op_frame: torch.Tensor, no_
         warps = keep(clip.warps, unmoved.expand_as(clip.warps))
     return Clip(keep(clip.latents, clip.latents[:, :1].expand_as(clip.latents)),
                 keep(clip.frame_cond, no_op_frame.to(clip.frame_cond).expand_as(clip.frame_cond)),
-                keep(clip.token_cond, still_tokens), views, warps)
+                keep(clip.token_cond, still_tokens), views, warps, vae=clip.vae)
 
 
 def unroll_loss(generator: Generator, clip: Clip, context_noise: float = 0.0, detach_every: int = 0,

@@ -34,12 +34,11 @@ import torch
 import torch.nn.functional as F
 
 from worldsim.config import rng
-from worldsim.models.generator import turn_columns
+from worldsim.models.generator import PIXEL_BATCH, turn_columns
 from worldsim.models.vae import VAE
 from worldsim.world.walls import Walls
 from worldsim.world.warp import warp_fields, warp_latent
 
-PIXEL_BATCH = 64  # views moved in pixels at a time (`MemoryConfig.pixel_views`)
 OFFSET_CHANNELS = 3  # forward and right offset of the keyframe's camera from the current one, heading difference
 SETTLE_FRAMES = 35  # a written-back view settles over its bin's first 2 s (at 17.5 fps), then is frozen
 
