@@ -134,6 +134,9 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
     "ship-reveal-zero": ("the shipped world as it plays now with the columns a turn reveals left at zero (the "
                          "latents' mean) instead of repeating the edge column (no training)",
                          {"from": "ship", "generator": {"reveal": "zero"}}, None),
+    "ship-pixelturn": ("the shipped world as it plays now with its recycled frame turned by the commanded yaw in "
+                       "pixels (decoded, turned, encoded again) instead of in latent columns (no training)",
+                       {"from": "ship", "generator": {"turn_in_pixels": True}}, None),
     **{f"ship-warp-move-{share}": (f"the shipped world as it plays now with its recycled latent warped by {share} "
                                    "of the player's move (the translation; the generator turns it) with depth from "
                                    "the map's walls before each step (no training)",
