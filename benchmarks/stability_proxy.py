@@ -120,6 +120,19 @@ ARMS: dict[str, tuple[str, dict | None, float | None]] = {
            ("-pixelturn", ", with the recycled frame turned by the commanded yaw in pixels (decoded, turned, encoded "
                           "again) instead of in latent columns, in training and at play",
             {"model": {"turn_in_pixels": True}}))},
+    **{f"ship-unroll{suffix}": ("the shipped world's state as it plays now fine-tuned by own-rollout regression "
+                                "(no discriminator) on 48-frame rollouts pulled as play pulls them, no context noise "
+                                "in training or at play" + what,
+                                {"clip_frames": 48, "batch": 2, "context_noise": 0.0, "play_context_noise": 0.0,
+                                 "detach_every": 8, **model,
+                                 "world": {"movement": True, "memory": {"keyframes": 3000, "condition": False,
+                                                                        "pull": 0.4, "write_back": 512,
+                                                                        "warp_views": True, "pixel_views": True}}},
+                                None)
+       for suffix, what, model in (
+           ("", " (ship-unroll-pixelturn's baseline)", {}),
+           ("-pixelturn", ", with the recycled frame turned in pixels in training and at play",
+            {"model": {"turn_in_pixels": True}}))},
     **{f"memory-unroll-pull-{pull}": (f"memory-unroll played with its recycled latent pulled {pull} toward the "
                                       "keyframe of its pose (no more training)",
                                       {"from": "memory-unroll", "memory": {"pull": pull}}, None)
