@@ -94,7 +94,8 @@ class Backend(ABC):
 
         The returned tensor may be a buffer the next call overwrites: use it before stepping again."""
 
-    def reproject(self, recycled: torch.Tensor, frame_cond: torch.Tensor | None, vae=None) -> torch.Tensor:
+    def reproject(self, recycled: torch.Tensor, frame_cond: torch.Tensor | None, vae: torch.nn.Module | None = None
+                  ) -> torch.Tensor:
         return self.generator.reproject(recycled, frame_cond, vae)
 
     def to_frame(self, output: torch.Tensor, recycled: torch.Tensor) -> torch.Tensor:

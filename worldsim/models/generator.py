@@ -25,6 +25,7 @@ from torch.utils.checkpoint import checkpoint
 from worldsim.config import rng
 from worldsim.models.attention import scaled_dot_product_attention
 from worldsim.models.kv_cache import KVCache
+from worldsim.models.vae import decode_bfloat16, encode_bfloat16
 
 # ---- config and presets --------------------------------------------------------------------------------------
 
@@ -662,15 +663,11 @@ def turn_in_pixels(latent: torch.Tensor, degrees: torch.Tensor, fov: float, vae:
     if len(turning) == 0:
         return latent
     turned = []
-    low_precision = torch.autocast(latent.device.type, dtype=torch.bfloat16)
-    with torch.no_grad():
-        for part in turning.split(PIXEL_BATCH):
-            with low_precision:
-                pixels = vae.decode(flat[part]).clamp(-1.0, 1.0).float()
-            with torch.autocast(latent.device.type, enabled=False):  # the move itself in float32
-                moved = turn_columns(pixels, flat_degrees[part].float(), fov, reveal)
-            with low_precision:
-                turned.append(vae.encode(moved.contiguous(memory_format=torch.channels_last)).to(latent.dtype))
+    for part in turning.split(PIXEL_BATCH):
+        pixels = decode_bfloat16(vae, flat[part])
+        with torch.no_grad(), torch.autocast(latent.device.type, enabled=False):  # the move itself in float32
+            moved = turn_columns(pixels, flat_degrees[part].float(), fov, reveal)
+        turned.append(encode_bfloat16(vae, moved, latent.dtype))
     return flat.index_copy(0, turning, torch.cat(turned)).reshape(shape)
 
 

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from worldsim.config import rng
 from worldsim.models.generator import PIXEL_BATCH, turn_columns
-from worldsim.models.vae import VAE
+from worldsim.models.vae import VAE, decode_bfloat16, encode_bfloat16
 from worldsim.world.walls import Walls
 from worldsim.world.warp import warp_fields, warp_latent
 
@@ -115,20 +115,12 @@ def seen_from(latents: torch.Tensor, was: np.ndarray, now: np.ndarray, fov: floa
     if vae is not None:
         # a view is data, never trained through, and only a target the recycled latent is pulled part of the way
         # toward: its round trip through the VAE runs in bfloat16 (0.01 of a latent's unit off, 1.5x faster)
-        decoded = decode_view(vae, latents) if decoded is None else decoded
-        moved = seen_from(decoded, was, now, fov, walls).contiguous(memory_format=torch.channels_last)
-        with torch.no_grad(), torch.autocast(latents.device.type, dtype=torch.bfloat16):
-            return vae.encode(moved).to(latents.dtype)
+        decoded = decode_bfloat16(vae, latents) if decoded is None else decoded
+        return encode_bfloat16(vae, seen_from(decoded, was, now, fov, walls), latents.dtype)
     if walls is None:
         return turn_columns(latents, torch.from_numpy(wrap_degrees(was[:, 2] - now[:, 2])), fov)
     fields = warp_fields(np.stack([was, now], 1), walls, fov, latents.shape[-1])[:, 1]  # (M, 2, w)
     return warp_latent(latents, fields[:, 0], fields[:, 1])
-
-
-def decode_view(vae: VAE, latents: torch.Tensor) -> torch.Tensor:
-    """Views' latents -> float32 pixels in [-1, 1], decoded in bfloat16 (`seen_from`'s round trip)."""
-    with torch.no_grad(), torch.autocast(latents.device.type, dtype=torch.bfloat16):
-        return vae.decode(latents).clamp(-1.0, 1.0).float()
 
 
 class DecodedViews:
@@ -143,7 +135,7 @@ class DecodedViews:
         """The pixels of `latent` (1, C, h, w), known by `key` (decoded again if the latent under it changed)."""
         found = self.entries.get(key)
         if found is None or not torch.equal(found[0], latent):
-            found = (latent, decode_view(vae, latent))
+            found = (latent, decode_bfloat16(vae, latent))
             self.entries[key] = found
             if len(self.entries) > self.kept:
                 self.entries.popitem(last=False)
